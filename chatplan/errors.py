@@ -1,0 +1,46 @@
+"""Errors are values until the CLI edge, where they become one line on stderr and an exit code.
+
+Exit codes, one table for every command (also in the README):
+  0  ok
+  1  valid input, but the plan fails a requirement (budget exceeded, nothing fits, --strict)
+  2  invalid input (parse or semantic: invalid depth, unknown GPU, non-dividing batch, bad URL)
+  3  runtime failure (download, training, refused checkpoint)
+  130 interrupted
+"""
+
+from __future__ import annotations
+
+EXIT_OK = 0
+EXIT_REQUIREMENT = 1
+EXIT_INVALID = 2
+EXIT_RUNTIME = 3
+EXIT_INTERRUPTED = 130
+
+
+class ChatplanError(Exception):
+    """Base class: carries the one-line message and the exit code the CLI should use."""
+
+    exit_code = EXIT_INVALID
+
+    def __init__(self, message: str, exit_code: int | None = None):
+        super().__init__(message)
+        if exit_code is not None:
+            self.exit_code = exit_code
+
+
+class InvalidInput(ChatplanError):
+    """The user asked for something that cannot exist (exit 2)."""
+
+    exit_code = EXIT_INVALID
+
+
+class RequirementFailed(ChatplanError):
+    """The input is valid but the plan fails a requirement: nothing fits, over budget (exit 1)."""
+
+    exit_code = EXIT_REQUIREMENT
+
+
+class RuntimeFailure(ChatplanError):
+    """Something failed while doing the work: a download, a training run, a checkpoint (exit 3)."""
+
+    exit_code = EXIT_RUNTIME

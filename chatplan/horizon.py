@@ -1,0 +1,61 @@
+"""Training horizon (SPEC §4): steps, tokens and total FLOPs."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from chatplan.errors import InvalidInput
+
+DEFAULT_TOTAL_BATCH_SIZE = 524_288  # tokens per optimizer step (2^19)
+DEFAULT_DATA_RATIO = 20.0  # Chinchilla tokens per parameter
+
+
+@dataclass(frozen=True)
+class Horizon:
+    steps: int
+    total_batch_size: int  # tokens per optimizer step, all ranks together
+    tokens: int
+    total_flops: float
+    tokens_per_param: float
+    source: str  # which input decided the steps: "steps" | "target_flops" | "data_ratio"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def training_horizon(
+    num_params: int,
+    flops_per_token: int,
+    total_batch_size: int = DEFAULT_TOTAL_BATCH_SIZE,
+    steps: int | None = None,
+    target_flops: float | None = None,
+    data_ratio: float = DEFAULT_DATA_RATIO,
+) -> Horizon:
+    """Precedence as nanochat's base_train: explicit steps, else a FLOPs target, else a data ratio."""
+    if total_batch_size < 1:
+        raise InvalidInput(f"total batch size must be a positive number of tokens, got {total_batch_size}")
+    if steps is not None:
+        if steps < 1:
+            raise InvalidInput(f"steps must be a positive integer, got {steps}")
+        source = "steps"
+    elif target_flops is not None:
+        if not target_flops > 0:
+            raise InvalidInput(f"target FLOPs must be positive, got {target_flops}")
+        steps = round(target_flops / (flops_per_token * total_batch_size))
+        source = "target_flops"
+    else:
+        if not data_ratio > 0:
+            raise InvalidInput(f"data ratio must be positive, got {data_ratio}")
+        steps = int(data_ratio * num_params // total_batch_size)
+        source = "data_ratio"
+    if steps < 1:
+        raise InvalidInput(f"the horizon comes to {steps} steps: raise the FLOPs target or data ratio")
+    tokens = steps * total_batch_size
+    return Horizon(
+        steps=steps,
+        total_batch_size=total_batch_size,
+        tokens=tokens,
+        total_flops=float(flops_per_token) * tokens,
+        tokens_per_param=tokens / num_params,
+        source=source,
+    )
