@@ -31,3 +31,26 @@ def rank_loads(numels: dict[str, int], owners: dict[str, int], world_size: int) 
     for name, rank in owners.items():
         load[rank] += numels[name]
     return load
+
+
+def optimizer_state_bytes(param_shapes: dict[str, tuple[int, int]], embedding_bytes: int) -> dict[str, int]:
+    """Bytes of optimizer state per parameter, as the trainer allocates it (SPEC §5).
+
+    Muon (every block matrix): one fp32 momentum buffer. AdamW (wte, lm_head): two moments in the
+    parameter's dtype: `wte` is bf16 on CUDA (embedding_bytes=2) and fp32 elsewhere; lm_head is fp32.
+    """
+    out = {}
+    for name, (rows, cols) in param_shapes.items():
+        numel = rows * cols
+        if name == "transformer.wte.weight":
+            out[name] = 2 * numel * embedding_bytes
+        elif name == "lm_head.weight":
+            out[name] = 2 * numel * 4
+        else:
+            out[name] = numel * 4
+    return out
+
+
+def owner_map(param_shapes: dict[str, tuple[int, int]], world_size: int, embedding_bytes: int) -> dict[str, int]:
+    """Owner rank of every parameter, balancing optimizer-state bytes. The trainer calls exactly this."""
+    return assign_owners(optimizer_state_bytes(param_shapes, embedding_bytes), world_size)
