@@ -51,6 +51,8 @@ def optimizer_state_bytes(param_shapes: dict[str, tuple[int, int]], embedding_by
     return out
 
 
-def owner_map(param_shapes: dict[str, tuple[int, int]], world_size: int, embedding_bytes: int) -> dict[str, int]:
+def owner_map(
+    param_shapes: dict[str, tuple[int, int]], world_size: int, embedding_bytes: int
+) -> dict[str, int]:
     """Owner rank of every parameter, balancing optimizer-state bytes. The trainer calls exactly this."""
     return assign_owners(optimizer_state_bytes(param_shapes, embedding_bytes), world_size)

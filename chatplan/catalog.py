@@ -1,0 +1,222 @@
+"""GPU catalog (data, not code) and fleet parsing ("8xH100", "16xH100", "1xA100-40GB").
+
+The catalog ships as `gpus.json` in the package; a user file (same format, JSON or TOML) given with
+`--gpu-catalog PATH` or `$CHATPLAN_GPU_CATALOG` adds GPUs or overrides figures by name. Loading
+happens at the CLI edge; `plan()` receives a `Catalog` and reads no files itself.
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from chatplan.errors import InvalidInput
+
+CATALOG_ENV = "CHATPLAN_GPU_CATALOG"
+BUILTIN_CATALOG = Path(__file__).with_name("gpus.json")
+DEFAULT_GPUS_PER_NODE = 8
+FIGURES = ("memory_gib", "peak_flops", "matmul_efficiency", "memory_bandwidth", "price_per_hour",
+           "intra_node_gbps")
+
+
+@dataclass(frozen=True)
+class GPU:
+    name: str
+    aliases: tuple[str, ...]
+    description: str
+    memory_gib: float  # what torch reports as total memory (torch-visible), GiB
+    peak_flops: float  # dense bf16 FLOP/s (fp32 accumulate on GeForce cards); never sparse
+    matmul_efficiency: float  # best achievable large bf16 matmul / peak (public MAMF measurements)
+    memory_bandwidth: float  # HBM/GDDR bytes/s, for the memory-bound share of a step
+    price_per_hour: float  # default $ per GPU-hour
+    intra_node_gbps: float  # GB/s each way between GPUs of one node
+    device_type: str = "cuda"
+    # per figure: {"source": str, "verified": bool, "derived"?: bool, "assumed"?: date}
+    provenance: dict[str, dict] = field(default_factory=dict, compare=False, hash=False)
+
+    def price_note(self) -> str:
+        p = self.provenance.get("price_per_hour", {})
+        return f"assumed, {p['assumed']}" if p.get("assumed") else ("SPEC" if p.get("verified") else "user")
+
+    def to_dict(self) -> dict:
+        return {"name": self.name, "description": self.description, "memory_gib": self.memory_gib,
+                "peak_flops": self.peak_flops, "matmul_efficiency": self.matmul_efficiency,
+                "memory_bandwidth": self.memory_bandwidth, "price_per_hour": self.price_per_hour,
+                "intra_node_gbps": self.intra_node_gbps, "device_type": self.device_type}
+
+
+def _normalise(name: str) -> str:
+    return re.sub(r"[^A-Z0-9]", "", name.upper())
+
+
+@dataclass(frozen=True)
+class Catalog:
+    gpus: tuple[GPU, ...]
+    reference_gpu: str = "H100-SXM"  # the GPU the MFU anchor was measured on
+    sources: tuple[str, ...] = ()  # files it was loaded from
+
+    def names(self) -> list[str]:
+        return [g.name for g in self.gpus]
+
+    def _index(self) -> dict[str, GPU]:
+        index: dict[str, GPU] = {}
+        for gpu in self.gpus:
+            for key in (gpu.name, *gpu.aliases):
+                index.setdefault(_normalise(key), gpu)
+        return index
+
+    def get(self, name: str) -> GPU:
+        """Case-insensitive lookup by name or alias, ignoring '-', '_' and spaces."""
+        index = self._index()
+        gpu = index.get(_normalise(name))
+        if gpu is None:
+            close = difflib.get_close_matches(_normalise(name), list(index), n=5, cutoff=0.5)
+            names = list(dict.fromkeys(index[c].name for c in close))[:3]
+            hint = f"; did you mean {' or '.join(names)}?" if names else ""
+            raise InvalidInput(f"unknown GPU {name!r}{hint} (known: {', '.join(self.names())})")
+        return gpu
+
+    @property
+    def reference(self) -> GPU:
+        return self.get(self.reference_gpu)
+
+
+def _gpu_from_record(rec: dict, base: GPU | None) -> GPU:
+    values: dict = {} if base is None else {f: getattr(base, f) for f in FIGURES}
+    provenance = {} if base is None else dict(base.provenance)
+    for f in FIGURES:
+        if f in rec:
+            entry = rec[f]
+            if isinstance(entry, dict):
+                values[f] = float(entry["value"])
+                provenance[f] = {k: v for k, v in entry.items() if k != "value"}
+            else:
+                values[f] = float(entry)
+                provenance[f] = {"source": "user catalog", "verified": False}
+    missing = [f for f in FIGURES if f not in values]
+    if missing:
+        raise InvalidInput(f"GPU {rec.get('name')!r} in the catalog lacks {', '.join(missing)}")
+    return GPU(
+        name=rec["name"],
+        aliases=tuple(rec.get("aliases", base.aliases if base else ())),
+        description=rec.get("description", base.description if base else rec["name"]),
+        device_type=rec.get("device_type", base.device_type if base else "cuda"),
+        provenance=provenance,
+        **values,
+    )
+
+
+def _read(path: Path) -> dict:
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise InvalidInput(f"cannot read GPU catalog {str(path)!r}: {e.strerror}") from None
+    try:
+        if path.suffix == ".toml":
+            import tomllib  # only for user TOML files; the built-in catalog is JSON (fast start-up)
+
+            return tomllib.loads(text)
+        return json.loads(text)
+    except ValueError as e:
+        raise InvalidInput(f"GPU catalog {str(path)!r} is not valid: {e}") from None
+
+
+def load_catalog(user_path: str | os.PathLike | None = None) -> Catalog:
+    """The built-in catalog, extended or overridden by a user file (argument, else $CHATPLAN_GPU_CATALOG)."""
+    doc = json.loads(BUILTIN_CATALOG.read_text())
+    gpus = {g["name"]: _gpu_from_record(g, None) for g in doc["gpus"]}
+    sources = [str(BUILTIN_CATALOG)]
+    user_path = user_path or os.environ.get(CATALOG_ENV)
+    if user_path:
+        path = Path(user_path)
+        user = _read(path)
+        records = user.get("gpus", user.get("gpu", []))
+        if not isinstance(records, list):
+            raise InvalidInput(f"GPU catalog {str(path)!r} must hold a list 'gpus'")
+        for rec in records:
+            if not isinstance(rec, dict) or "name" not in rec:
+                raise InvalidInput(f"GPU catalog {str(path)!r}: every GPU needs a 'name'")
+            gpus[rec["name"]] = _gpu_from_record(rec, gpus.get(rec["name"]))
+        sources.append(str(path))
+    return Catalog(gpus=tuple(gpus.values()), reference_gpu=doc.get("reference_gpu", "H100-SXM"),
+                   sources=tuple(sources))
+
+
+_builtin: Catalog | None = None
+
+
+def builtin_catalog() -> Catalog:
+    """The shipped catalog, loaded once (the Python API's default)."""
+    global _builtin
+    if _builtin is None:
+        _builtin = load_catalog(user_path="")
+    return _builtin
+
+
+@dataclass(frozen=True)
+class Fleet:
+    gpu: GPU
+    num_gpus: int
+    nodes: int
+    gpus_per_node: int  # processes per node (nproc_per_node)
+
+    @property
+    def label(self) -> str:
+        return f"{self.num_gpus}x{self.gpu.name}"
+
+    def to_dict(self) -> dict:
+        return {"gpu": self.gpu.name, "num_gpus": self.num_gpus, "nodes": self.nodes,
+                "nproc_per_node": self.gpus_per_node, "device_type": self.gpu.device_type}
+
+
+_FLEET_RE = re.compile(r"^\s*(\d+)\s*[xX×*]\s*(\S.*?)\s*$")
+
+
+def parse_fleet(
+    spec: str,
+    catalog: Catalog,
+    gpus_per_node: int = DEFAULT_GPUS_PER_NODE,
+    nodes: int | None = None,
+) -> Fleet:
+    """'8xH100' -> 8 H100 SXM on one node; '16xH100' -> two nodes of 8; '1xA100-40GB'."""
+    m = _FLEET_RE.match(spec or "")
+    if not m:
+        raise InvalidInput(f"cannot read --gpus {spec!r}: expected COUNTxGPU, e.g. 8xH100 or 1xA100-40GB")
+    count = int(m.group(1))
+    if count < 1:
+        raise InvalidInput(f"--gpus {spec!r} asks for {count} GPUs: the count must be at least 1")
+    gpu = catalog.get(m.group(2))
+    if gpus_per_node < 1:
+        raise InvalidInput(f"--gpus-per-node must be at least 1, got {gpus_per_node}")
+    per_node = min(count, gpus_per_node)
+    if count % per_node:
+        raise InvalidInput(f"{count} GPUs do not fill nodes of {gpus_per_node}: use a multiple of "
+                           f"{gpus_per_node} or set --gpus-per-node")
+    derived = count // per_node
+    if nodes is not None and nodes != derived:
+        raise InvalidInput(f"--nodes {nodes} disagrees with --gpus {spec} at {gpus_per_node} GPUs per node "
+                           f"({derived} node{'s' if derived > 1 else ''})")
+    return Fleet(gpu=gpu, num_gpus=count, nodes=derived, gpus_per_node=per_node)
+
+
+def check_batch_divides(total_batch_size: int, seq_len: int, num_gpus: int) -> int:
+    """Tokens per rank per step must be whole sequences: returns sequences per rank per step."""
+    per_step = seq_len * num_gpus
+    if total_batch_size % per_step == 0:
+        return total_batch_size // per_step
+    lower = (total_batch_size // per_step) * per_step
+    sizes = [s for s in (lower, lower + per_step) if s > 0]
+    seqs = total_batch_size / seq_len
+    counts = [g for g in range(1, 4 * num_gpus + 1) if seqs == int(seqs) and int(seqs) % g == 0]
+    below = max((g for g in counts if g < num_gpus), default=None)
+    above = min((g for g in counts if g > num_gpus), default=None)
+    gpu_hint = " or ".join(str(g) for g in (below, above) if g is not None) or "none"
+    raise InvalidInput(
+        f"total batch {total_batch_size:,} tokens is not divisible by context {seq_len:,} x {num_gpus} GPUs; "
+        f"nearest valid total batch sizes: {' and '.join(f'{s:,}' for s in sizes)}; "
+        f"nearest valid GPU counts: {gpu_hint}")
+
