@@ -1,0 +1,175 @@
+"""The GPT: nanochat's late-2025 architecture (SPEC §6), at nanoGPT-level clarity.
+
+- token embedding `wte` (untied from `lm_head`), parameter-free RMSNorm after it
+- L pre-norm blocks: x += attn(norm(x)); x += mlp(norm(x))
+- attention: q, k, v projections -> rotary (base 10,000, half split) -> QK-norm -> causal SDPA
+- MLP: c_fc -> relu(x)^2 -> c_proj
+- final norm -> lm_head -> soft-cap 15*tanh(z/15) -> cross-entropy in fp32
+- no biases, no dropout, no learnable norm weights
+
+Parameter names are exactly `chatplan.counts.param_shapes` (nanochat's names): the planner's parameter
+counts and optimizer-state ownership describe this module tensor for tensor.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn as nn
+import torch.nn.functional as F
+
+from chatplan.shape import ModelShape
+
+ROTARY_BASE = 10_000
+SOFTCAP = 15.0
+
+
+@dataclass(frozen=True)
+class GPTConfig:
+    sequence_len: int
+    vocab_size: int
+    n_layer: int
+    n_head: int
+    n_kv_head: int
+    n_embd: int
+
+    @classmethod
+    def from_shape(cls, shape: ModelShape) -> GPTConfig:
+        return cls(shape.sequence_len, shape.vocab_size, shape.n_layer, shape.n_head, shape.n_kv_head,
+                   shape.n_embd)
+
+    @property
+    def head_dim(self) -> int:
+        return self.n_embd // self.n_head
+
+
+def norm(x: torch.Tensor) -> torch.Tensor:
+    # eps=None: F.rms_norm uses the dtype's machine epsilon, as nanochat does (fixture-exact).
+    return F.rms_norm(x, (x.size(-1),))
+
+
+def rotary_tables(seq_len: int, head_dim: int, device: torch.device | None = None) -> torch.Tensor:
+    """cos and sin of position * 10000^(-2i/hd), stacked as (2, 1, T, 1, hd/2), stored in bf16.
+
+    The angles are computed in fp32 and the tables rounded to bf16, as nanochat does; the reference
+    fixture depends on that rounding (it moves the loss by ~5e-7). Products with them are fp32 on CPU.
+    """
+    channel = torch.arange(0, head_dim, 2, dtype=torch.float32, device=device)
+    inv_freq = 1.0 / (ROTARY_BASE ** (channel / head_dim))
+    t = torch.arange(seq_len, dtype=torch.float32, device=device)
+    freqs = torch.outer(t, inv_freq)  # (T, hd/2)
+    return torch.stack([freqs.cos(), freqs.sin()]).bfloat16()[:, None, :, None, :]
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate the two halves of the head dim: [x1, x2] -> [x1 cos + x2 sin, -x1 sin + x2 cos]."""
+    d = x.size(-1) // 2
+    x1, x2 = x[..., :d], x[..., d:]  # (B, T, H, hd/2) each
+    y1 = x1 * cos + x2 * sin
+    y2 = x2 * cos - x1 * sin
+    return torch.cat([y1, y2], dim=-1).to(x.dtype)
+
+
+class CausalSelfAttention(nn.Module):
+    def __init__(self, cfg: GPTConfig):
+        super().__init__()
+        self.n_head, self.n_kv_head, self.head_dim = cfg.n_head, cfg.n_kv_head, cfg.head_dim
+        assert cfg.n_embd % cfg.n_head == 0 and cfg.n_head % cfg.n_kv_head == 0 and self.head_dim % 2 == 0
+        self.c_q = nn.Linear(cfg.n_embd, cfg.n_head * self.head_dim, bias=False)
+        self.c_k = nn.Linear(cfg.n_embd, cfg.n_kv_head * self.head_dim, bias=False)
+        self.c_v = nn.Linear(cfg.n_embd, cfg.n_kv_head * self.head_dim, bias=False)
+        self.c_proj = nn.Linear(cfg.n_head * self.head_dim, cfg.n_embd, bias=False)
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        B, T, C = x.size()
+        q = self.c_q(x).view(B, T, self.n_head, self.head_dim)  # (B, T, H, hd)
+        k = self.c_k(x).view(B, T, self.n_kv_head, self.head_dim)  # (B, T, KV, hd)
+        v = self.c_v(x).view(B, T, self.n_kv_head, self.head_dim)
+        q, k = norm(apply_rotary(q, cos, sin)), norm(apply_rotary(k, cos, sin))  # rotary, then QK-norm
+        q, k, v = q.transpose(1, 2), k.transpose(1, 2), v.transpose(1, 2)  # (B, H, T, hd)
+        y = F.scaled_dot_product_attention(q, k, v, is_causal=True,
+                                           enable_gqa=self.n_kv_head != self.n_head)  # scale 1/sqrt(hd)
+        y = y.transpose(1, 2).reshape(B, T, C)  # (B, T, H*hd)
+        return self.c_proj(y)
+
+
+class MLP(nn.Module):
+    def __init__(self, cfg: GPTConfig):
+        super().__init__()
+        self.c_fc = nn.Linear(cfg.n_embd, 4 * cfg.n_embd, bias=False)
+        self.c_proj = nn.Linear(4 * cfg.n_embd, cfg.n_embd, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.c_proj(F.relu(self.c_fc(x)).square())  # ReLU^2
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: GPTConfig):
+        super().__init__()
+        self.attn = CausalSelfAttention(cfg)
+        self.mlp = MLP(cfg)
+
+    def forward(self, x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+        x = x + self.attn(norm(x), cos, sin)
+        return x + self.mlp(norm(x))
+
+
+class GPT(nn.Module):
+    def __init__(self, cfg: GPTConfig):
+        super().__init__()
+        self.cfg = cfg
+        self.transformer = nn.ModuleDict({
+            "wte": nn.Embedding(cfg.vocab_size, cfg.n_embd),
+            "h": nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer)),
+        })
+        self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
+        # Not a parameter and not saved: recomputed from the config (so meta-device builds stay free).
+        self.register_buffer("rotary", rotary_tables(cfg.sequence_len, cfg.head_dim), persistent=False)
+
+    @torch.no_grad()
+    def init_weights(self) -> None:
+        """SPEC §6 init: Normal(0, 1/sqrt(fan_in) * min(1, sqrt(fan_out/fan_in))) for linears,
+        Normal(0, 1) for the embedding, zeros for lm_head and both output projections."""
+        for name, p in self.named_parameters():
+            if name == "transformer.wte.weight":
+                p.normal_(0.0, 1.0)
+            elif name == "lm_head.weight" or name.endswith("c_proj.weight"):
+                p.zero_()
+            else:
+                fan_out, fan_in = p.shape
+                p.normal_(0.0, 1.0 / math.sqrt(fan_in) * min(1.0, math.sqrt(fan_out / fan_in)))
+
+    def hidden(self, idx: torch.Tensor) -> torch.Tensor:
+        """Final normalised hidden states (B, T, d) for token ids (B, T)."""
+        T = idx.size(1)
+        cos, sin = self.rotary[0, :, :T], self.rotary[1, :, :T]  # (1, T, 1, hd/2)
+        x = norm(self.transformer.wte(idx))  # (B, T, d)
+        for block in self.transformer.h:
+            x = block(x, cos, sin)
+        return norm(x)
+
+    def forward(self, idx: torch.Tensor, targets: torch.Tensor | None = None,
+                reduction: str = "mean") -> torch.Tensor:
+        """Logits (B, T, V) without targets; with targets the fp32 cross-entropy (mean, or per token
+        with reduction="none", flattened to (B*T,))."""
+        logits = self.lm_head(self.hidden(idx)).float()  # (B, T, V) in fp32 for the loss
+        logits = SOFTCAP * torch.tanh(logits / SOFTCAP)
+        if targets is None:
+            return logits
+        return F.cross_entropy(logits.view(-1, logits.size(-1)), targets.view(-1), ignore_index=-1,
+                               reduction=reduction)
+
+
+def build_model(cfg: GPTConfig, device: torch.device | str = "cpu", init: bool = True) -> GPT:
+    """Build on the meta device (free, any size), then materialise on `device` and initialise."""
+    with torch.device("meta"):
+        model = GPT(cfg)
+    if str(device) == "meta":
+        return model
+    model = model.to_empty(device=device)
+    model.rotary = rotary_tables(cfg.sequence_len, cfg.head_dim, device=torch.device(device))
+    if init:
+        model.init_weights()
+    return model
