@@ -12,6 +12,7 @@ import json
 import os
 import re
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 from chatplan.errors import InvalidInput
@@ -62,6 +63,7 @@ class Catalog:
     def names(self) -> list[str]:
         return [g.name for g in self.gpus]
 
+    @cached_property
     def _index(self) -> dict[str, GPU]:
         index: dict[str, GPU] = {}
         for gpu in self.gpus:
@@ -71,7 +73,7 @@ class Catalog:
 
     def get(self, name: str) -> GPU:
         """Case-insensitive lookup by name or alias, ignoring '-', '_' and spaces."""
-        index = self._index()
+        index = self._index
         gpu = index.get(_normalise(name))
         if gpu is None:
             close = difflib.get_close_matches(_normalise(name), list(index), n=5, cutoff=0.5)

@@ -67,18 +67,18 @@ def param_shapes(shape: ModelShape) -> dict[str, tuple[int, int]]:
 
 
 def param_counts(shape: ModelShape) -> ParamCounts:
-    per_block = {name: rows * cols for name, (rows, cols) in block_matrix_shapes(shape)}
+    (_, q), (_, k), (_, v), (_, out), (_, fc), (_, proj) = block_matrix_shapes(shape)
     L = shape.n_layer
     embed = shape.vocab_size * shape.n_embd
     return ParamCounts(
         wte=embed,
         lm_head=embed,
-        attn_q=L * per_block["attn.c_q"],
-        attn_k=L * per_block["attn.c_k"],
-        attn_v=L * per_block["attn.c_v"],
-        attn_out=L * per_block["attn.c_proj"],
-        mlp_in=L * per_block["mlp.c_fc"],
-        mlp_out=L * per_block["mlp.c_proj"],
+        attn_q=L * q[0] * q[1],
+        attn_k=L * k[0] * k[1],
+        attn_v=L * v[0] * v[1],
+        attn_out=L * out[0] * out[1],
+        mlp_in=L * fc[0] * fc[1],
+        mlp_out=L * proj[0] * proj[1],
     )
 
 

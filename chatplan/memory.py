@@ -1,0 +1,270 @@
+"""Per-rank peak memory of the bundled trainer, term by term, and the automatic device batch size.
+
+What is resident on every rank (SPEC §5, and chatplan_train's layout):
+- weights: fp32 masters, except `wte` which is bf16 on CUDA;
+- gradients: the parameter's dtype, full on every rank (they are all-reduced, not sharded);
+- optimizer state: only for the parameters this rank owns (`chatplan.sharding.owner_map`),
+  computed for the most-loaded rank;
+- under CUDA autocast, the bf16 casts of the fp32 matrices and lm_head, saved for backward;
+- activations saved for backward (per micro-batch), and the logits path of the loss.
+
+The peak moment. Within a step the allocated memory peaks where the forward pass has finished and
+the loss backward starts: every saved activation is alive, plus the logits path. Gradients are set to
+None after every optimizer step, so with one micro-step per step they are born during backward,
+while activations die (we count them absent at the peak; the optimizer-step moment, below, covers the
+other side). With gradient accumulation, micro-steps 2..N run their forward with full gradients
+resident. The optimizer step is a second candidate peak (weights + gradients + state + its working
+buffers, activations freed); the larger of the two is reported.
+
+Three figures, always named: `peak_allocated_gib` (comparable to torch.cuda.max_memory_allocated),
+`peak_reserved_gib` (+ the allocator's cache), `peak_device_gib` (+ CUDA context, comparable to
+nvidia-smi). GiB = 2^30 bytes. The fit verdict compares `peak_device_gib` with the catalog capacity.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from functools import lru_cache
+
+from chatplan.counts import ParamCounts, block_matrix_shapes, param_counts, param_shapes
+from chatplan.errors import InvalidInput
+from chatplan.shape import ModelShape
+from chatplan.sharding import optimizer_state_bytes, owner_map, rank_loads
+
+GIB = 2**30
+
+# --- calibration constants (few, named, with their evidence) ---------------------------------------
+# CUDA context + cuBLAS workspace + NCCL buffers per process. SPEC §5: the context costs ~0.5-1 GB.
+CUDA_CONTEXT_GIB = 0.75
+# The margin under capacity inside which a fit is called "tight": the model's stated uncertainty.
+FIT_MARGIN_FRACTION = 0.05
+# Allocator reserve with gradient accumulation, as a multiple of the resident gradient bytes.
+# Evidence (SPEC §5, 8xH100 80 GB, T 2,048): term by term, d32 at batch 8 allocates ~56 GiB, yet
+# nvidia-smi showed ~78 GB; d20 at batch 32 (no accumulation) allocates ~77 GiB and still fits, so the
+# gap cannot be a flat share of memory. It appears only when gradients stay resident across
+# micro-steps: the compiled backward returns fresh gradients that are added into the resident ones
+# after the graph ends, and the allocator keeps gradient-sized blocks cached next to the cycling
+# activation blocks. 3.0 puts d32/B8 at 76.8 GiB (inside 74..79.19) and keeps d26/B16 at 76.4 GiB
+# (fits, as observed). Not measured here (no GPU yet): it is the first constant to refit from
+# `benchmarks/results/` GPU runs (max_memory_reserved - max_memory_allocated).
+ACCUMULATION_RESERVE_PER_GRAD_BYTE = 3.0
+# Communication bucket the trainer flattens gradients into for the all-reduce (transient).
+COMM_BUCKET_BYTES = 64 * 2**20
+
+
+@dataclass(frozen=True)
+class ExecutionMode:
+    """How the step runs: what dtype activations have and what the kernels save."""
+
+    device_type: str  # "cuda" | "cpu"
+    compiled: bool  # torch.compile (inductor recomputes cheap elementwise ops in backward)
+
+    @property
+    def activation_bytes(self) -> int:
+        return 2 if self.device_type == "cuda" else 4  # bf16 autocast on CUDA, fp32 on CPU
+
+    @property
+    def embedding_bytes(self) -> int:
+        return 2 if self.device_type == "cuda" else 4  # wte is kept in bf16 on CUDA
+
+    @property
+    def label(self) -> str:
+        dtype = "bf16" if self.activation_bytes == 2 else "fp32"
+        return f"{self.device_type} {dtype} {'compiled' if self.compiled else 'eager'}, flash attention"
+
+
+def default_mode(device_type: str) -> ExecutionMode:
+    return ExecutionMode(device_type=device_type, compiled=device_type == "cuda")
+
+
+def activation_bytes_per_token(shape: ModelShape, mode: ExecutionMode) -> float:
+    """Bytes saved for backward per token of a micro-batch, tensor by tensor (SPEC §6 model).
+
+    Per block, eager (what autograd saves; unique storages):
+      attention: x (norm input), x_n (q/k/v input), q and k after rotary (QK-norm inputs), q and k
+                 after QK-norm, v (SDPA inputs), SDPA output, its re-laid-out copy (c_proj input);
+                 fp32 softmax statistics (logsumexp, one per head) and the norms' fp32 rstd.
+      MLP:       x (norm input), x_n (c_fc input), relu(h) (relu's output, also square's input),
+                 relu(h)^2 (c_proj input).
+      (The pre-rotary q and k are not saved: the cos/sin tables need no gradient.)
+    Compiled (inductor): the rotary outputs and relu(h) are recomputed from what is kept; the c_fc
+    output h is kept in their place; the SDPA output feeds c_proj without a copy.
+    Model level: the embedding output (post-embedding norm input), the final norm's input and output
+    (lm_head input), and the int64 token ids.
+    """
+    d, h, kv, hd, L = shape.n_embd, shape.n_head, shape.n_kv_head, shape.head_dim, shape.n_layer
+    kvd = kv * hd
+    a = mode.activation_bytes
+    if mode.compiled:
+        wide = 6 * d + 2 * kvd + 8 * d  # x, x_n, q_n, out, x, x_n | k_n, v | h, relu(h)^2
+    else:
+        wide = 8 * d + 3 * kvd + 8 * d  # x, x_n, q_rot, q_n, out, out copy, x, x_n | k_rot, k_n, v | r, r^2
+    fp32_stats = 4 * (h + 2 + h + kv)  # logsumexp per head, two block norms, per-head QK norms
+    per_layer = a * wide + fp32_stats
+    model_level = a * 3 * d + 4 * 2 + 8  # emb, x_L, x_L normed; two norms' rstd; token ids
+    return L * per_layer + model_level
+
+
+def logits_bytes_per_token(shape: ModelShape, mode: ExecutionMode) -> float:
+    """The loss path at its peak, per token: B x T x V tensors.
+
+    Eager fp32: tanh output and log-softmax output are saved (2 x 4 bytes), and the backward of the
+    loss creates one fp32 gradient before freeing them (4). CUDA, compiled: lm_head's bf16 logits are
+    materialised in fp32 for the soft-capped cross-entropy (SPEC §5: 4 GiB at d32, B=8) and saved (4);
+    the fused softcap/cross-entropy backward writes the bf16 gradient lm_head's backward consumes (2).
+    """
+    per_vocab = 6 if mode.activation_bytes == 2 else 12
+    return per_vocab * shape.vocab_size
+
+
+@dataclass(frozen=True)
+class MemoryEstimate:
+    device_batch_size: int
+    grad_accum_steps: int
+    # resident terms, bytes
+    weights: int
+    gradients: int
+    optimizer_state: int  # most-loaded rank
+    autocast_weight_copies: int
+    # per micro-batch
+    activations: int
+    logits: int
+    # other moments and overheads
+    optimizer_step_transient: int
+    allocator_reserve: int
+    cuda_context: int
+    peak_moment: str
+    peak_allocated_gib: float
+    peak_reserved_gib: float
+    peak_device_gib: float
+    capacity_gib: float
+    headroom_gib: float  # capacity - peak_device
+    margin_gib: float
+    verdict: str  # "fits" | "tight" | "oom"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@lru_cache(maxsize=1024)
+def optimizer_state_loads(shape: ModelShape, world_size: int, embedding_bytes: int) -> tuple[int, ...]:
+    """Optimizer-state bytes per rank under the trainer's ownership (cached: it walks 6L+2 tensors)."""
+    shapes = param_shapes(shape)
+    state = optimizer_state_bytes(shapes, embedding_bytes)
+    return tuple(rank_loads(state, owner_map(shapes, world_size, embedding_bytes), world_size))
+
+
+def resident_bytes(
+    shape: ModelShape, world_size: int, device_type: str, counts: ParamCounts | None = None
+) -> dict[str, int]:
+    """Weights, gradients and optimizer state per rank, exactly as the trainer allocates them."""
+    emb = default_mode(device_type).embedding_bytes
+    counts = counts or param_counts(shape)
+    matmul_weights = counts.total - counts.wte  # fp32 everywhere; wte is a lookup table
+    weights = 4 * matmul_weights + emb * counts.wte
+    loads = optimizer_state_loads(shape, world_size, emb)
+    largest = max([counts.wte] + [r * c for _, (r, c) in block_matrix_shapes(shape)])
+    return {"weights": weights, "gradients": weights, "optimizer_state": max(loads),
+            "optimizer_state_per_rank": list(loads),
+            # under CUDA autocast, the bf16 casts of the fp32 matmul weights are saved for backward
+            "autocast_weight_copies": 2 * matmul_weights if device_type == "cuda" else 0,
+            "largest_tensor": largest}
+
+
+def estimate_memory(
+    shape: ModelShape,
+    device_batch_size: int,
+    grad_accum_steps: int,
+    world_size: int,
+    capacity_gib: float,
+    mode: ExecutionMode,
+    resident: dict[str, int] | None = None,
+) -> MemoryEstimate:
+    resident = resident or resident_bytes(shape, world_size, mode.device_type)
+    tokens = device_batch_size * shape.sequence_len
+    cuda = mode.device_type == "cuda"
+    weights, grads, state = resident["weights"], resident["gradients"], resident["optimizer_state"]
+    copies = resident["autocast_weight_copies"]
+    activations = int(tokens * activation_bytes_per_token(shape, mode))
+    logits = int(tokens * logits_bytes_per_token(shape, mode))
+    grads_resident = grads if grad_accum_steps > 1 else 0
+    backward_peak = weights + grads_resident + state + copies + activations + logits
+    # Optimizer step: every gradient exists, activations are gone; working buffers are one
+    # communication bucket and Newton-Schulz temporaries for the largest matrix (X, A, B, fp32).
+    transient = min(COMM_BUCKET_BYTES, grads) + 4 * 4 * resident["largest_tensor"]
+    optimizer_peak = weights + grads + state + transient
+    peak_allocated = max(backward_peak, optimizer_peak)
+    moment = "start of backward" if backward_peak >= optimizer_peak else "optimizer step"
+    reserve = int(ACCUMULATION_RESERVE_PER_GRAD_BYTE * grads_resident) if cuda else 0
+    context = int(CUDA_CONTEXT_GIB * GIB) if cuda else 0
+    allocated_gib = peak_allocated / GIB
+    reserved_gib = (peak_allocated + reserve) / GIB
+    device_gib = reserved_gib + context / GIB
+    margin = FIT_MARGIN_FRACTION * capacity_gib
+    if device_gib > capacity_gib:
+        verdict = "oom"
+    elif device_gib > capacity_gib - margin:
+        verdict = "tight"
+    else:
+        verdict = "fits"
+    return MemoryEstimate(
+        device_batch_size=device_batch_size,
+        grad_accum_steps=grad_accum_steps,
+        weights=weights,
+        gradients=grads,
+        optimizer_state=state,
+        autocast_weight_copies=copies,
+        activations=activations,
+        logits=logits,
+        optimizer_step_transient=transient,
+        allocator_reserve=reserve,
+        cuda_context=context,
+        peak_moment=moment,
+        peak_allocated_gib=allocated_gib,
+        peak_reserved_gib=reserved_gib,
+        peak_device_gib=device_gib,
+        capacity_gib=capacity_gib,
+        headroom_gib=capacity_gib - device_gib,
+        margin_gib=margin,
+        verdict=verdict,
+    )
+
+
+def batch_candidates(sequences_per_rank: int) -> list[int]:
+    """Per-GPU batch sizes the search may pick: powers of two dividing sequences per rank per step."""
+    out, b = [], 1
+    while b <= sequences_per_rank:
+        if sequences_per_rank % b == 0:
+            out.append(b)
+        b *= 2
+    return out
+
+
+def check_device_batch(device_batch_size: int, sequences_per_rank: int, total_batch_size: int,
+                       seq_len: int, world_size: int) -> int:
+    """Gradient accumulation for an explicit batch; InvalidInput naming valid values if it doesn't divide."""
+    if device_batch_size < 1 or sequences_per_rank % device_batch_size:
+        valid = [b for b in range(1, sequences_per_rank + 1) if sequences_per_rank % b == 0]
+        raise InvalidInput(
+            f"device batch size {device_batch_size} does not divide {total_batch_size:,} tokens / "
+            f"({seq_len:,} x {world_size} GPUs) = {sequences_per_rank} sequences per GPU; valid: "
+            f"{', '.join(map(str, valid))}")
+    return sequences_per_rank // device_batch_size
+
+
+def choose_device_batch(
+    shape: ModelShape,
+    sequences_per_rank: int,
+    world_size: int,
+    capacity_gib: float,
+    mode: ExecutionMode,
+    counts: ParamCounts | None = None,
+) -> MemoryEstimate | None:
+    """The largest power-of-two per-GPU batch that is not `oom`, or None when even batch 1 is."""
+    resident = resident_bytes(shape, world_size, mode.device_type, counts)
+    for batch in reversed(batch_candidates(sequences_per_rank)):
+        est = estimate_memory(shape, batch, sequences_per_rank // batch, world_size, capacity_gib, mode,
+                              resident)
+        if est.verdict != "oom":
+            return est
+    return None
