@@ -1,0 +1,5 @@
+import sys
+
+from chatplan.cli import main
+
+sys.exit(main())

@@ -1,0 +1,284 @@
+"""The `chatplan` command line: thin Typer commands; the planner computes, render.py prints.
+
+Every error reaches the user as one line on stderr and an exit code (see chatplan.errors).
+"""
+
+import functools
+import inspect
+import json
+import os
+import sys
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+
+from chatplan.errors import EXIT_INTERRUPTED, EXIT_INVALID, EXIT_REQUIREMENT, ChatplanError, InvalidInput
+
+app = typer.Typer(
+    add_completion=False,
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    help="Plan, train and check nanochat-style GPT runs: exact sizes, memory fit, time and cost.",
+)
+
+FORMATS = ("rich", "markdown", "plain")
+
+
+def _opt(*names: str, help: str, **kw: Any) -> Any:  # noqa: A002 - typer's own keyword
+    return typer.Option(*names, help=help, **kw)
+
+
+# The planner options, declared once and added to every command that plans (estimate, fit, check,
+# compare, run) by `planner_options` below.
+PLAN_OPTIONS: list[tuple[str, Any, Any]] = [
+    ("depth", int | None, _opt("--depth", "-d", help="Model depth (layers); d = 64 x depth.")),
+    ("tier", str | None, _opt("--tier", help="Preset: 100 (d20), 300 (d26), 1000 (d32) on 8xH100.")),
+    ("gpus", str | None, _opt("--gpus", help="Fleet, COUNTxGPU: 8xH100, 16xH100, 1xA100-40GB.")),
+    ("gpus_per_node", int, _opt("--gpus-per-node", help="GPUs per node (nodes = GPUs / this).")),
+    ("nodes", int | None, _opt("--nodes", help="Nodes; must agree with --gpus / --gpus-per-node.")),
+    ("aspect_ratio", int, _opt("--aspect-ratio", help="Model dim per layer.")),
+    ("head_dim", int, _opt("--head-dim", help="Target head dim (heads = ceil(d / this)).")),
+    ("kv_heads", int | None, _opt("--kv-heads", help="Key/value heads (GQA); default = heads.")),
+    ("vocab_size", int, _opt("--vocab-size", help="Vocabulary size.")),
+    ("seq_len", int, _opt("--seq-len", help="Context length T.")),
+    ("total_batch_size", int, _opt("--total-batch-size", help="Tokens per optimizer step.")),
+    ("data_ratio", float, _opt("--data-ratio", help="Training tokens per parameter (Chinchilla 20).")),
+    ("target_flops", float | None, _opt("--target-flops", help="Total training FLOPs (sets steps).")),
+    ("steps", int | None, _opt("--steps", help="Optimizer steps (overrides ratio and FLOPs).")),
+    ("device_batch_size", int | None, _opt("--device-batch-size", help="Per-GPU batch (default auto).")),
+    ("mfu", float | None, _opt("--mfu", help="Override the predicted MFU (0 < MFU <= 1).")),
+    ("price", float | None, _opt("--price", help="$ per GPU-hour (default: catalog).")),
+    ("chars_per_token", float, _opt("--chars-per-token", help="Characters per token for shard counts.")),
+    ("chars_per_shard", float, _opt("--chars-per-shard", help="Characters per data shard.")),
+    ("inter_node_gbps", float, _opt("--inter-node-gbps", help="Inter-node Gb/s per GPU (default 400).")),
+    ("gpu_catalog", Path | None, _opt("--gpu-catalog", help="Extra GPU catalog (JSON/TOML); "
+                                         "also $CHATPLAN_GPU_CATALOG.")),
+    ("tokenizer", Path | None, _opt("--tokenizer", help="Tokenizer dir: use its measured chars/token")),
+]
+PLAN_DEFAULTS: dict[str, Any] = {
+    "depth": None, "tier": None, "gpus": None, "gpus_per_node": 8, "nodes": None, "aspect_ratio": 64,
+    "head_dim": 128, "kv_heads": None, "vocab_size": 65_536, "seq_len": 2_048, "total_batch_size": 524_288,
+    "data_ratio": 20.0, "target_flops": None, "steps": None, "device_batch_size": None, "mfu": None,
+    "price": None, "chars_per_token": 4.8, "chars_per_shard": 250e6, "inter_node_gbps": 400.0,
+    "gpu_catalog": None, "tokenizer": None,
+}
+
+
+def planner_options(func):
+    """Add the planner options to a command; the command receives them as `plan_args: dict`."""
+    sig = inspect.signature(func)
+    own = [p for p in sig.parameters.values() if p.name != "plan_args"]
+    extra = [
+        inspect.Parameter(name, inspect.Parameter.KEYWORD_ONLY, default=PLAN_DEFAULTS[name],
+                          annotation=Annotated[typ, option])
+        for name, typ, option in PLAN_OPTIONS
+    ]
+
+    @functools.wraps(func)
+    def wrapper(**kwargs: Any) -> Any:
+        plan_args = {name: kwargs.pop(name) for name, _, _ in PLAN_OPTIONS}
+        return func(plan_args=plan_args, **kwargs)
+
+    wrapper.__signature__ = sig.replace(parameters=own + extra)  # type: ignore[attr-defined]
+    return wrapper
+
+
+def make_plan(plan_args: dict, **overrides: Any):
+    """Load the catalog (and tokenizer figure) at the edge, then call the pure planner."""
+    from chatplan.catalog import load_catalog
+    from chatplan.plan import plan
+
+    args = {**plan_args, **overrides}
+    catalog = load_catalog(args.pop("gpu_catalog"))
+    tokenizer_dir = args.pop("tokenizer")
+    if tokenizer_dir is not None:
+        args["chars_per_token"] = measured_chars_per_token(tokenizer_dir)
+    return plan(catalog=catalog, **args)
+
+
+def measured_chars_per_token(tokenizer_dir: Path) -> float:
+    path = Path(tokenizer_dir) / "eval.json"
+    try:
+        return float(json.loads(path.read_text())["chars_per_token"])
+    except (OSError, KeyError, ValueError):
+        raise InvalidInput(f"--tokenizer {str(tokenizer_dir)!r} has no measured chars/token ({path.name}); "
+                           "run `chatplan tokenizer eval` first") from None
+
+
+def output_format(fmt: str) -> str:
+    if fmt not in FORMATS:
+        raise InvalidInput(f"--format {fmt!r} is not one of {', '.join(FORMATS)}")
+    return fmt
+
+
+FormatOpt = Annotated[str, typer.Option("--format", help="rich (terminal table), markdown or plain.")]
+JsonOpt = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
+
+
+@app.command()
+@planner_options
+def estimate(
+    plan_args: dict,
+    json_out: JsonOpt = False,
+    fmt: FormatOpt = "rich",
+    save_plan: Annotated[Path | None, typer.Option("--save-plan", help="Write plan.json here.")] = None,
+    strict: Annotated[bool, typer.Option("--strict", help="Exit 1 when the chosen batch is predicted oom.")]
+    = False,
+) -> None:
+    """The plan: exact sizes, FLOPs, horizon, data, memory fit, time and cost."""
+    fmt = output_format(fmt)
+    p = make_plan(plan_args)
+    doc = p.to_dict() if (json_out or save_plan) else None
+    if save_plan is not None:
+        write_json_atomic(save_plan, doc)
+    if json_out:
+        sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+    else:
+        from chatplan.render import plan_sections, render_sections
+
+        title = f"chatplan: d{p.depth} on {p.fleet.label}"
+        render_sections(plan_sections(p), fmt, title, p.warnings)
+    for w in p.warnings if json_out else ():
+        sys.stderr.write(f"warning: {w}\n")
+    if strict and p.memory.verdict == "oom":
+        raise ChatplanError(f"device batch size {p.parallelism.device_batch_size} is predicted oom "
+                            f"({p.memory.peak_device_gib:.1f} GiB > {p.memory.capacity_gib:.2f} GiB)",
+                            EXIT_REQUIREMENT)
+
+
+FIT_BATCHES = [2**i for i in range(9)]  # 1 ... 256
+
+
+@app.command()
+@planner_options
+def fit(plan_args: dict, json_out: JsonOpt = False, fmt: FormatOpt = "rich") -> None:
+    """What fits where: peak device memory per GPU for batch 1..256 across GPU types."""
+    from chatplan.catalog import load_catalog, parse_fleet
+    from chatplan.memory import ExecutionMode, estimate_memory, resident_bytes
+    from chatplan.plan import get_tier
+    from chatplan.shape import model_shape
+
+    fmt = output_format(fmt)
+    args = dict(plan_args)
+    catalog = load_catalog(args["gpu_catalog"])
+    depth, gpus = args["depth"], args["gpus"]
+    if args["tier"] is not None:
+        tier = get_tier(args["tier"])
+        depth, gpus = tier.depth, gpus or tier.gpus
+    if depth is None:
+        raise InvalidInput("give a depth (--depth D) or a tier (--tier 100|300|1000)")
+    shape = model_shape(depth, args["aspect_ratio"], args["head_dim"], args["kv_heads"], args["vocab_size"],
+                        args["seq_len"])
+    if gpus:
+        fleet = parse_fleet(gpus, catalog, args["gpus_per_node"], args["nodes"])
+        fleets = [fleet]
+        header = f"on the given fleet {fleet.label}"
+    else:
+        fleets = [parse_fleet(f"8x{g.name}", catalog) for g in catalog.gpus]
+        header = "assuming one node of 8 GPUs of each type (pass --gpus to choose)"
+    seqs_per_step = args["total_batch_size"] // args["seq_len"]
+    result = []
+    for fleet in fleets:
+        world = fleet.num_gpus
+        mode = ExecutionMode(fleet.gpu.device_type, compiled=fleet.gpu.device_type == "cuda")
+        resident = resident_bytes(shape, world, mode.device_type)
+        per_rank = max(1, seqs_per_step // world)
+        cells = []
+        for b in FIT_BATCHES:
+            accum = max(1, per_rank // b)
+            est = estimate_memory(shape, b, accum, world, fleet.gpu.memory_gib, mode, resident)
+            cells.append({"device_batch_size": b, "grad_accum_steps": accum,
+                          "divides_total_batch": per_rank % b == 0 and b <= per_rank,
+                          "peak_allocated_gib": est.peak_allocated_gib,
+                          "peak_device_gib": est.peak_device_gib,
+                          "verdict": est.verdict})
+        result.append({"gpu": fleet.gpu.name, "num_gpus": world, "capacity_gib": fleet.gpu.memory_gib,
+                       "batches": cells})
+    if json_out:
+        sys.stdout.write(json.dumps({"depth": depth, "seq_len": shape.sequence_len, "assumption": header,
+                                     "compares": "peak_device_gib against torch-visible capacity",
+                                     "fleets": result}, indent=2) + "\n")
+        return
+    from chatplan.render import render_grid
+
+    headers = ["GPU (GiB)"] + [f"B={b}" for b in FIT_BATCHES]
+    rows = [[f"{r['gpu']} ({r['capacity_gib']:.1f})"]
+            + [f"{c['peak_device_gib']:.1f} {c['verdict']}" + ("" if c["divides_total_batch"] else "*")
+               for c in r["batches"]] for r in result]
+    render_grid(headers, rows, fmt, f"chatplan fit: d{depth}, T {shape.sequence_len:,}, {header}",
+                note="peak_device_gib (nvidia-smi comparable) per GPU; * = batch does not divide "
+                     f"{args['total_batch_size']:,} tokens / (T x GPUs)")
+
+
+def write_json_atomic(path: Path, doc: object) -> None:
+    """Write to a temporary name, then rename: a crash never leaves half a file."""
+    path = Path(path)
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps(doc, indent=2) + "\n")
+        os.replace(tmp, path)
+    except OSError as e:
+        raise ChatplanError(f"cannot write {str(path)!r}: {e.strerror}", 3) from None
+
+
+SUBAPPS = {"data": "chatplan.data.cli", "tokenizer": "chatplan.tokenizer.cli"}
+_registered: set[str] = set()
+
+
+def register_subapps(args: list[str]) -> None:
+    """Sub-command groups live in their own packages; import one only when it is asked for (or for
+    top-level help), so `chatplan estimate --json` does not pay for the downloader's imports."""
+    wanted = [args[0]] if args and args[0] in SUBAPPS else ([] if args and not args[0].startswith("-")
+                                                          else list(SUBAPPS))
+    for name in wanted:
+        if name not in _registered:
+            app.add_typer(__import__(SUBAPPS[name], fromlist=["app"]).app, name=name)
+            _registered.add(name)
+
+
+def _bad_value(opts: list[str], args: list[str]) -> str | None:
+    """The raw text a user gave for an option (typer's message does not repeat it)."""
+    for i, arg in enumerate(args):
+        for opt in opts:
+            if arg == opt and i + 1 < len(args):
+                return args[i + 1]
+            if arg.startswith(opt + "="):
+                return arg[len(opt) + 1:]
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = sys.argv[1:] if argv is None else argv
+    try:
+        register_subapps(args)
+        app(args=args, prog_name="chatplan", standalone_mode=False)
+        return 0
+    except ChatplanError as e:
+        sys.stderr.write(f"chatplan: error: {e}\n")
+        return e.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write("chatplan: interrupted\n")
+        return EXIT_INTERRUPTED
+    except typer.Exit as e:
+        return e.exit_code
+    except typer.Abort:
+        sys.stderr.write("chatplan: aborted\n")
+        return EXIT_REQUIREMENT
+    except Exception as e:  # click-style usage errors from typer's parser
+        message = getattr(e, "format_message", None)
+        if message is None:
+            raise
+        text = " ".join(message().split())
+        param = getattr(e, "param", None)
+        value = _bad_value(list(getattr(param, "opts", []) or []), args) if param is not None else None
+        if value is not None and repr(value) not in text:
+            text += f" (got {value!r})"
+        sys.stderr.write(f"chatplan: error: {text}\n")
+        return getattr(e, "exit_code", EXIT_INVALID) or EXIT_INVALID
+
+
+def entry() -> None:
+    """Console-script entry point."""
+    sys.exit(main())
