@@ -14,49 +14,25 @@ all-reduce and every owner's broadcast run on contiguous memory without a single
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
 import torch.distributed as dist
 
 from chatplan.sharding import owner_map
+from chatplan_train.config import OptimConfig
 
 EMBEDDINGS = ("transformer.wte.weight", "lm_head.weight")  # AdamW; everything else is Muon
 BUCKET_ELEMENTS = 64 * 1024 * 1024  # all-reduce chunk: bounds the backend's scratch memory
 
 
-@dataclass(frozen=True)
-class OptimConfig:
-    """Optimizer hyper-parameters, as plan.json's `optimizer` section carries them."""
-
-    matrix_lr: float = 0.02
-    embedding_lr: float = 0.2  # already scaled by (d/768)^-0.5 in the plan
-    unembedding_lr: float = 0.004  # likewise
-    adam_betas: tuple[float, float] = (0.8, 0.95)
-    adam_eps: float = 1e-10
-    weight_decay: float = 0.0
-    muon_momentum_start: float = 0.85
-    muon_momentum_end: float = 0.95
-    muon_momentum_ramp_steps: int = 300
-    muon_nesterov: bool = True
-    ns_steps: int = 5
-    ns_coefficients: tuple[float, float, float] = (3.4445, -4.7750, 2.0315)
-    warmdown_ratio: float = 0.2
-    final_lr_frac: float = 0.0
-    grad_clip: float = 1.0
-
-    @classmethod
-    def from_plan(cls, opt: dict) -> OptimConfig:
-        fields = {k: opt[k] for k in cls.__dataclass_fields__ if k in opt}
-        for k in ("adam_betas", "ns_coefficients"):
-            if k in fields:
-                fields[k] = tuple(fields[k])
-        return cls(**fields)
-
-
-def lr_multiplier(step: int, total_steps: int, warmdown_ratio: float, final_lr_frac: float) -> float:
-    """No warmup; constant; then linear decay over the last warmdown_ratio of steps (nanochat's rule)."""
+def lr_multiplier(step: int, total_steps: int, warmdown_ratio: float, final_lr_frac: float,
+                  warmup_ratio: float = 0.0) -> float:
+    """Warmup (none by default), constant, then linear decay over the last warmdown_ratio of steps to
+    final_lr_frac (nanochat's base_train rule, same rounding)."""
+    warmup = round(warmup_ratio * total_steps)
     warmdown = round(warmdown_ratio * total_steps)
+    if step < warmup:
+        return (step + 1) / warmup
     if warmdown == 0 or step <= total_steps - warmdown:
         return 1.0
     progress = (total_steps - step) / warmdown
@@ -212,7 +188,8 @@ class ShardedOptimizer:
     def step(self, step: int, total_steps: int) -> tuple[torch.Tensor, float]:
         """One optimizer step after the last micro-step's backward. Returns (pre-clip norm, lr mult)."""
         grad_norm = self.sync_and_clip()
-        mult = lr_multiplier(step, total_steps, self.cfg.warmdown_ratio, self.cfg.final_lr_frac)
+        mult = lr_multiplier(step, total_steps, self.cfg.warmdown_ratio, self.cfg.final_lr_frac,
+                             self.cfg.warmup_ratio)
         for opt in self.optimizers:
             for group in opt.param_groups:
                 group["lr"] = group["initial_lr"] * mult

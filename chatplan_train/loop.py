@@ -1,0 +1,408 @@
+"""The training loop: steps, evaluation, metrics, checkpoints, the end-of-run report.
+
+One iteration of the loop at step s (s optimizer updates done so far):
+  1. evaluate validation bpb when s == 0, s % eval_every == 0, or s is the last step
+  2. checkpoint when s % save_every == 0, s is the last step, or a SIGTERM/SIGINT arrived
+  3. stop if s is the last step (or a signal arrived)
+  4. grad_accum micro-steps forward/backward, then the sharded optimizer step -> s + 1
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import math
+import os
+import signal
+import sys
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.distributed as dist
+
+from chatplan.counts import flops_per_token
+from chatplan.errors import InvalidInput
+from chatplan_train import checkpoint as ckpt
+from chatplan_train.comm import broadcast_json
+from chatplan_train.config import TrainConfig
+from chatplan_train.cpu_peak import cpu_peak_flops
+from chatplan_train.loader import Position, Prefetcher, TokenizerLike, validation_windows, windows
+from chatplan_train.model import GPT, GPTConfig, build_model
+from chatplan_train.optim import ShardedOptimizer
+from chatplan_train.report import build_report, render_report
+
+SEED = 42
+EMA_BETA = 0.9
+KILL_HOOK = "CHATPLAN_TEST_KILL_AFTER_CHECKPOINT"  # tests: SIGKILL right after this step's checkpoint
+
+
+@dataclass(frozen=True)
+class Runtime:
+    rank: int
+    local_rank: int
+    world_size: int
+    device: torch.device
+
+    @property
+    def master(self) -> bool:
+        return self.rank == 0
+
+
+def init_runtime(device_type: str) -> Runtime:
+    """torch.distributed from the environment torchrun sets (RANK, WORLD_SIZE, MASTER_ADDR, ...)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+    if device_type == "cuda":
+        if not torch.cuda.is_available():
+            raise InvalidInput("the plan is for CUDA but torch sees no GPU")
+        torch.cuda.set_device(local_rank)
+        device = torch.device("cuda", local_rank)
+    else:
+        device = torch.device("cpu")
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device_type == "cuda" else "gloo",
+                                device_id=device if device_type == "cuda" else None)
+    return Runtime(rank, local_rank, world, device)
+
+
+def autocast_for(cfg: TrainConfig, device: torch.device) -> Callable[[], contextlib.AbstractContextManager]:
+    if device.type == "cuda" and cfg.dtype == "bfloat16":
+        return lambda: torch.autocast("cuda", dtype=torch.bfloat16)
+    return contextlib.nullcontext
+
+
+@dataclass
+class StepResult:
+    loss: torch.Tensor  # mean loss over this rank's micro-batches
+    grad_norm: torch.Tensor  # global norm of the averaged gradient, before clipping
+    lr_mult: float
+    position: Any  # data position after the last micro-batch (None for injected batches)
+
+
+def train_step(model: torch.nn.Module, opt: ShardedOptimizer, batches: Iterator, grad_accum: int, step: int,
+               total_steps: int, autocast: Callable = contextlib.nullcontext,
+               device: torch.device | None = None) -> StepResult:
+    """grad_accum micro-steps (loss / grad_accum each, so the sum is the mean), then one optimizer step."""
+    loss_sum = None
+    position = None
+    for _ in range(grad_accum):
+        x, y, *rest = next(batches)
+        position = rest[0] if rest else None
+        if device is not None:
+            x, y = x.to(device, non_blocking=True), y.to(device, non_blocking=True)
+        with autocast():
+            loss = model(x, y)
+        (loss / grad_accum).backward()
+        loss_sum = loss.detach() if loss_sum is None else loss_sum + loss.detach()
+    grad_norm, mult = opt.step(step, total_steps)
+    opt.zero_grad()
+    return StepResult(loss_sum / grad_accum, grad_norm, mult, position)
+
+
+def sync_stats(loss: torch.Tensor, stop: bool, world_size: int) -> tuple[float, bool]:
+    """Mean loss over all ranks and whether any rank was asked to stop: one small all-reduce."""
+    stats = torch.stack([loss.double(), torch.tensor(float(stop), dtype=torch.float64, device=loss.device)])
+    if world_size > 1:
+        dist.all_reduce(stats)
+        stats[0] /= world_size
+    loss_value, stop_value = stats.tolist()
+    return loss_value, stop_value > 0
+
+
+@torch.no_grad()
+def evaluate_bpb(model: torch.nn.Module, batches: list, token_bytes: torch.Tensor, world_size: int,
+                 autocast: Callable = contextlib.nullcontext) -> float:
+    """Bits per byte: sum(nats) / (ln 2 * sum(bytes of target tokens)). Special tokens have 0 bytes and
+    their nats are left out too (nanochat's rule), so the figure does not depend on the tokenizer."""
+    nats = torch.zeros((), dtype=torch.float64, device=token_bytes.device)
+    nbytes = torch.zeros((), dtype=torch.float64, device=token_bytes.device)
+    for x, y in batches:
+        x, y = x.to(token_bytes.device), y.to(token_bytes.device)
+        with autocast():
+            loss = model(x, y, reduction="none")  # (B*T,)
+        b = token_bytes[y.view(-1)]
+        nats += (loss.double() * (b > 0)).sum()
+        nbytes += b.sum()
+    totals = torch.stack([nats, nbytes])
+    if world_size > 1:
+        dist.all_reduce(totals)
+    return (totals[0] / (math.log(2) * totals[1])).item() if totals[1] > 0 else float("nan")
+
+
+class Metrics:
+    """metrics.jsonl (rank 0) and the console: Rich progress bar with ETA on a TTY, else plain lines."""
+
+    def __init__(self, path: Path, enabled: bool, total: int, start: int, resume: bool):
+        self.enabled, self.total = enabled, total
+        self.file = None
+        self.progress = None
+        self.every = 1 if total <= 100 else max(1, total // 100)
+        if not enabled:
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        if resume and path.exists():  # drop what the interrupted run logged past its checkpoint
+            kept = [line for line in path.read_text().splitlines()
+                    if line.strip() and json.loads(line).get("step", -1) < start]
+            path.write_text("".join(line + "\n" for line in kept))
+        elif not resume:
+            path.unlink(missing_ok=True)
+        self.file = open(path, "a", buffering=1)
+        if sys.stdout.isatty():
+            from rich.progress import (
+                BarColumn,
+                MofNCompleteColumn,
+                Progress,
+                TextColumn,
+                TimeElapsedColumn,
+                TimeRemainingColumn,
+            )
+
+            self.progress = Progress(TextColumn("train"), BarColumn(), MofNCompleteColumn(),
+                                     TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
+                                     TextColumn("{task.fields[info]}"))
+            self.task = self.progress.add_task("train", total=total, completed=start, info="")
+            self.progress.start()
+
+    def log(self, row: dict) -> None:
+        if self.file is not None:
+            self.file.write(json.dumps(row) + "\n")
+
+    def say(self, text: str) -> None:
+        if not self.enabled:
+            return
+        if self.progress is not None:
+            self.progress.console.print(text)
+        else:
+            print(text, flush=True)
+
+    def step(self, row: dict) -> None:
+        self.log(row)
+        if not self.enabled:
+            return
+        info = (f"loss {row['loss']:.4f} | lr x{row['lr_mult']:.3f} | {row['ms']:.0f} ms | "
+                f"{row['tok_per_s']:,.0f} tok/s" + (f" | MFU {row['mfu']:.1%}" if row.get("mfu") else ""))
+        if self.progress is not None:
+            self.progress.update(self.task, completed=row["step"] + 1, info=info)
+        elif (row["step"] + 1) % self.every == 0 or row["step"] == 0 or row["step"] + 1 == self.total:
+            print(f"step {row['step'] + 1:>6}/{self.total} | {info}", flush=True)
+
+    def close(self) -> None:
+        if self.progress is not None:
+            self.progress.stop()
+        if self.file is not None:
+            self.file.close()
+
+
+def _signal_flag() -> dict:
+    flag: dict[str, int | None] = {"signal": None}
+
+    def handler(signum, frame):
+        flag["signal"] = signum
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, handler)
+    return flag
+
+
+def _choose_checkpoint(rt: Runtime, out_dir: Path, metrics: Callable[[str], None]) -> Path | None:
+    """Rank 0 verifies (SHA-256 of every file) and picks; the others take its word."""
+    choice = None
+    if rt.master:
+        d, skipped = ckpt.latest_complete(out_dir)
+        for why in skipped:
+            metrics(f"skipping checkpoint {why}")
+        choice = str(d) if d else None
+    if rt.world_size > 1:
+        choice = broadcast_json(choice)
+    return Path(choice) if choice else None
+
+
+def _restore(cfg: TrainConfig, rt: Runtime, d: Path, model: GPT, opt: ShardedOptimizer,
+             say: Callable[[str], None]) -> tuple[int, Position, dict]:
+    manifest = ckpt.read_manifest(d)
+    meta = ckpt.load_meta(d)
+    if meta.get("plan", {}).get("model") != cfg.plan["model"]:
+        raise InvalidInput(f"checkpoint {d} is for a different model than this plan")
+    model.load_state_dict(ckpt.load_model_state(d))  # copies into the flat buffers in place
+    old_world = manifest["world_size"]
+    if old_world == rt.world_size:
+        mine = torch.load(d / ckpt.rank_file(rt.rank), map_location="cpu", weights_only=True)
+        opt.load_state_shards(mine["optimizer"])
+        position = Position(**mine["data"])
+        torch.set_rng_state(mine["rng"]["torch"])
+        if rt.device.type == "cuda" and "cuda" in mine["rng"]:
+            torch.cuda.set_rng_state(mine["rng"]["cuda"])
+    else:  # re-shard: the owners under the new world size take their state from the union of old shards
+        states = ckpt.load_rank_states(d, manifest)
+        union = {k: v for s in states for k, v in s["optimizer"].items()}
+        opt.load_state_shards(union)
+        furthest = max((Position(**s["data"]) for s in states), key=lambda p: (p.epoch, p.shard))
+        position = Position(furthest.epoch, furthest.shard + 1, -1, 0)
+        say(f"resuming a {old_world}-rank checkpoint on {rt.world_size} ranks: optimizer state re-sharded; "
+            f"data continues at training shard {position.shard} (the rest of partly read shards is skipped)")
+    return manifest["step"], position, meta.get("loop", {})
+
+
+def run(cfg: TrainConfig, rt: Runtime, tokenizer: TokenizerLike, train_paths: list[Path],
+        val_path: Path | None) -> tuple[dict | None, int]:
+    """Train as the plan says. Returns (report or None on ranks > 0, exit code)."""
+    t_wall = time.perf_counter()
+    device, W = rt.device, rt.world_size
+    if device.type == "cuda":
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+        torch.cuda.reset_peak_memory_stats(device)
+    flag = _signal_flag()
+    out_dir = cfg.out_dir
+    if rt.master:
+        out_dir.mkdir(parents=True, exist_ok=True)
+
+    # Peak FLOP/s for MFU. CPU: measured by rank 0 with all ranks' threads while the others wait.
+    threads = torch.get_num_threads()
+    if W > 1:
+        t = torch.tensor([threads])
+        dist.all_reduce(t)
+        threads = int(t.item())
+    if device.type == "cpu":
+        peak = cpu_peak_flops(threads) if rt.master else {"flops": 0.0, "method": ""}
+        if W > 1:
+            peak = broadcast_json(peak)
+        peak_flops, peak_method = peak["flops"], f"{peak['method']}, {threads} threads"
+    else:
+        per_gpu = (cfg.plan.get("predictions") or {}).get("peak_flops_per_gpu")
+        peak_flops = per_gpu * W if per_gpu else 0.0
+        peak_method = f"plan predictions.peak_flops_per_gpu x {W} GPUs"
+
+    # Model and optimizer. Same seed everywhere, then rank 0's weights broadcast to be sure.
+    torch.manual_seed(SEED)
+    model = build_model(GPTConfig.from_shape(cfg.shape), device=device)
+    if device.type == "cuda":
+        model.transformer.wte.to(dtype=torch.bfloat16)  # the planner's memory model: wte in bf16 on CUDA
+    opt = ShardedOptimizer(model, cfg.optim, W, rt.rank,
+                           ns_dtype=torch.bfloat16 if device.type == "cuda" else torch.float32)
+    if W > 1:
+        for _, flat_p, _ in opt.segments:
+            dist.broadcast(flat_p, src=0)
+
+    start, position, loop_state = 0, Position(), {}
+    say = print if rt.master else (lambda text: None)
+    if cfg.resume:
+        d = _choose_checkpoint(rt, out_dir, say)
+        if d is None:
+            say(f"no complete checkpoint in {out_dir / ckpt.CHECKPOINTS}: starting from step 0")
+        else:
+            start, position, loop_state = _restore(cfg, rt, d, model, opt, say)
+            say(f"resumed from {d} (step {start})")
+        if start > cfg.steps:
+            raise InvalidInput(f"the checkpoint is at step {start}, past this run's {cfg.steps} steps")
+    metrics = Metrics(out_dir / "metrics.jsonl", rt.master, cfg.steps, start, resume=cfg.resume)
+    fwd = torch.compile(model) if cfg.compile else model
+    autocast = autocast_for(cfg, device)
+
+    B, T, accum = cfg.device_batch_size, cfg.seq_len, cfg.grad_accum_steps
+    threads_tok = max(1, min(4, os.cpu_count() or 1))
+    source = windows(tokenizer, train_paths, B, T, rt.rank, W, start=position, num_threads=threads_tok)
+    if device.type == "cuda":
+        source = ((x.pin_memory(), y.pin_memory(), p) for x, y, p in source)
+    batches = Prefetcher(source, depth=max(2, accum))
+    token_bytes = torch.tensor(tokenizer.token_bytes, dtype=torch.int64, device=device)
+    val_batches = None
+    fpt = flops_per_token(cfg.shape)
+    tokens_per_step = cfg.tokens_per_step
+
+    metrics.log({"type": "start", "start_step": start, "steps": cfg.steps, "world_size": W,
+                 "device": str(device), "threads": threads, "compile": cfg.compile,
+                 "peak_flops": peak_flops, "peak_method": peak_method})
+    ema = loop_state.get("ema", 0.0)
+    step_seconds: list[float] = []
+    last_loss, last_bpb, exit_code = loop_state.get("last_loss"), loop_state.get("last_bpb"), 0
+    stop = False
+    step = start
+    try:
+        while True:
+            last = step == cfg.steps
+            evaluate = cfg.eval_every > 0 and (step % cfg.eval_every == 0 or last) and val_path is not None
+            if evaluate and not stop:
+                if val_batches is None:
+                    val_batches = validation_windows(tokenizer, val_path, B, T, rt.rank, W, cfg.eval_tokens,
+                                                     num_threads=threads_tok)
+                t0 = time.perf_counter()
+                fwd.eval()
+                last_bpb = evaluate_bpb(fwd, val_batches, token_bytes, W, autocast)
+                fwd.train()
+                metrics.log({"type": "eval", "step": step, "val_bpb": last_bpb,
+                             "seconds": time.perf_counter() - t0})
+                metrics.say(f"step {step:>6}/{cfg.steps} | val bpb {last_bpb:.4f}")
+            if step > start and (last or stop or (cfg.save_every > 0 and step % cfg.save_every == 0)):
+                _save(cfg, rt, out_dir, step, model, opt, position, {"ema": ema, "last_loss": last_loss,
+                                                                       "last_bpb": last_bpb})
+                metrics.log({"type": "checkpoint", "step": step})
+                if os.environ.get(KILL_HOOK) == str(step):
+                    os.kill(os.getpid(), signal.SIGKILL)
+            if last or stop:
+                break
+
+            t0 = time.perf_counter()
+            result = train_step(fwd, opt, batches, accum, step, cfg.steps, autocast, device)
+            if device.type == "cuda":
+                torch.cuda.synchronize(device)
+            loss, stop = sync_stats(result.loss, flag["signal"] is not None, W)
+            dt = time.perf_counter() - t0
+            position = result.position
+            step_seconds.append(dt)
+            ema = EMA_BETA * ema + (1 - EMA_BETA) * loss
+            ema_debiased = ema / (1 - EMA_BETA ** (step + 1))
+            tok_s = tokens_per_step / dt
+            last_loss = loss
+            row = {"type": "step", "step": step, "loss": loss, "ema_loss": ema_debiased,
+                   "lr_mult": result.lr_mult, "grad_norm": result.grad_norm.item(), "ms": dt * 1000,
+                   "tok_per_s": tok_s, "mfu": fpt * tok_s / peak_flops if peak_flops else None,
+                   "tokens": (step + 1) * tokens_per_step}
+            if device.type == "cuda":
+                row["max_allocated_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
+            if not math.isfinite(loss):
+                metrics.step(row)
+                raise FloatingPointError(f"loss is {loss} at step {step}")
+            metrics.step(row)
+            step += 1
+        if stop:
+            sig = flag["signal"]
+            metrics.say(f"stopped by {signal.Signals(sig).name if sig else 'a signal on another rank'} "
+                        f"at step {step}; checkpoint saved")
+            exit_code = 130
+    finally:
+        batches.close()
+
+    memory = None
+    if device.type == "cuda":
+        free, total = torch.cuda.mem_get_info(device)
+        memory = {"max_allocated_gib": torch.cuda.max_memory_allocated(device) / 2**30,
+                  "max_reserved_gib": torch.cuda.max_memory_reserved(device) / 2**30,
+                  "device_used_gib": (total - free) / 2**30}
+    report = build_report(cfg.plan, step_seconds=step_seconds, tokens_per_step=tokens_per_step,
+                          flops_per_token=fpt, peak_flops=peak_flops, peak_method=peak_method, world_size=W,
+                          wall_seconds=time.perf_counter() - t_wall, steps_done=step, memory=memory,
+                          final_val_bpb=last_bpb, final_loss=last_loss)
+    if rt.master:
+        metrics.log({"type": "report", **report})
+        ckpt.save_json(report, out_dir / "report.json")
+        for line in render_report(report):
+            metrics.say(line)
+    metrics.close()
+    return (report if rt.master else None), exit_code
+
+
+def _save(cfg: TrainConfig, rt: Runtime, out_dir: Path, step: int, model: GPT, opt: ShardedOptimizer,
+          position: Position, loop_state: dict) -> None:
+    rng = {"torch": torch.get_rng_state()}
+    if rt.device.type == "cuda":
+        rng["cuda"] = torch.cuda.get_rng_state(rt.device)
+    rank_state = {"step": step, "optimizer": opt.state_shard(), "data": position.to_dict(), "rng": rng}
+    meta = {"step": step, "world_size": rt.world_size, "plan": cfg.plan, "loop": loop_state,
+            "owners": opt.owners} if rt.master else None
+    ckpt.save_checkpoint(out_dir, step, rt.rank, rt.world_size, rank_state,
+                         model_state=model.state_dict() if rt.master else None, meta=meta)

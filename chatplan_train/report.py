@@ -1,0 +1,79 @@
+"""Prediction vs reality: what the plan said next to what this run measured (report.json).
+
+Step time, tok/s and MFU are medians over the steady steps (the first two steps of a process,
+with compilation and allocator warm-up, are left out when there are more). Cost and hours are
+extrapolated to the plan's full horizon from the measured step time, so a short smoke run on the
+target hardware already tells whether the plan's budget holds.
+"""
+
+from __future__ import annotations
+
+import statistics
+from typing import Any
+
+WARMUP_STEPS = 2
+
+
+def steady(step_seconds: list[float]) -> list[float]:
+    return step_seconds[WARMUP_STEPS:] if len(step_seconds) > WARMUP_STEPS else step_seconds
+
+
+def _pair(achieved: float | None, predicted: float | None) -> dict[str, Any]:
+    ratio = achieved / predicted if achieved is not None and predicted else None
+    return {"achieved": achieved, "predicted": predicted, "ratio": ratio}
+
+
+def build_report(plan: dict, *, step_seconds: list[float], tokens_per_step: int, flops_per_token: int,
+                 peak_flops: float, peak_method: str, world_size: int, wall_seconds: float,
+                 steps_done: int, memory: dict[str, float] | None, final_val_bpb: float | None,
+                 final_loss: float | None) -> dict[str, Any]:
+    pred = plan.get("predictions") or {}
+    horizon_steps = plan.get("horizon", {}).get("steps")
+    times = steady(step_seconds)
+    step_s = statistics.median(times) if times else None
+    tok_s = tokens_per_step / step_s if step_s else None
+    mfu = flops_per_token * tok_s / peak_flops if tok_s and peak_flops else None
+    hours = step_s * horizon_steps / 3600 if step_s and horizon_steps else None
+    price = pred.get("price_per_gpu_hour")
+    gpus = world_size if plan.get("device", {}).get("type") == "cuda" else None
+    cost = hours * price * gpus if hours is not None and price is not None and gpus else None
+    report: dict[str, Any] = {
+        "steps_done": steps_done,
+        "steps_measured": len(times),
+        "wall_seconds": wall_seconds,
+        "final_loss": final_loss,
+        "final_val_bpb": final_val_bpb,
+        "tokens_per_second": _pair(tok_s, pred.get("tokens_per_second")),
+        "step_seconds": _pair(step_s, pred.get("step_seconds")),
+        "mfu": _pair(mfu, pred.get("mfu")),
+        "peak_flops": {"value": peak_flops, "method": peak_method},
+        "train_hours_full_horizon": _pair(hours, pred.get("train_hours")),
+        "cost_usd_full_horizon": _pair(cost, pred.get("cost_usd")),
+    }
+    if memory:
+        report["memory_gib"] = {
+            "max_allocated": _pair(memory.get("max_allocated_gib"), pred.get("peak_allocated_gib")),
+            "max_reserved": _pair(memory.get("max_reserved_gib"), pred.get("peak_reserved_gib")),
+            "device_used": _pair(memory.get("device_used_gib"), pred.get("peak_device_gib")),
+        }
+    return report
+
+
+def _fmt(value: float | None, spec: str) -> str:
+    return "-" if value is None else format(value, spec)
+
+
+def render_report(report: dict[str, Any]) -> list[str]:
+    """Plain lines for the end of a run: achieved next to predicted."""
+    rows = [("tok/s", "tokens_per_second", ",.0f"), ("step s", "step_seconds", ".3f"),
+            ("MFU", "mfu", ".1%"), ("train h (full)", "train_hours_full_horizon", ",.2f"),
+            ("cost $ (full)", "cost_usd_full_horizon", ",.0f")]
+    lines = [f"{'':16}{'achieved':>14}{'predicted':>14}"]
+    for label, key, spec in rows:
+        p = report[key]
+        lines.append(f"{label:16}{_fmt(p['achieved'], spec):>14}{_fmt(p['predicted'], spec):>14}")
+    for key, p in (report.get("memory_gib") or {}).items():
+        lines.append(f"{key + ' GiB':16}{_fmt(p['achieved'], '.2f'):>14}{_fmt(p['predicted'], '.2f'):>14}")
+    lines.append(f"wall {report['wall_seconds']:.1f} s, {report['steps_done']} steps, final loss "
+                 f"{_fmt(report['final_loss'], '.4f')}, val bpb {_fmt(report['final_val_bpb'], '.4f')}")
+    return lines
