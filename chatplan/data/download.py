@@ -58,7 +58,6 @@ DEFAULT_RETRIES = 6  # retries after the first attempt, per shard
 DEFAULT_BACKOFF = 1.0  # first retry waits ~1 s, then 2, 4, ... (with jitter)
 DEFAULT_BACKOFF_MAX = 60.0
 MAX_WORKERS = 64
-CHUNK_BYTES = 1 << 20
 PART_SUFFIX = ".part"
 META_SUFFIX = ".part.json"
 USER_AGENT = "chatplan-data/1"
@@ -133,7 +132,6 @@ class DownloadConfig:
     retries: int = DEFAULT_RETRIES
     backoff: float = DEFAULT_BACKOFF
     backoff_max: float = DEFAULT_BACKOFF_MAX
-    chunk_bytes: int = CHUNK_BYTES
 
 
 # ---------------------------------------------------------------------------------------------
@@ -441,7 +439,9 @@ class _Shard:
         except OSError as e:
             raise _disk_error(e, self.part) from None
         with f:
-            for chunk in r.iter_raw(self.cfg.chunk_bytes):
+            # No chunk_size: httpx would buffer up to it and lose those bytes when the connection
+            # drops. Writing what each read delivers keeps everything received for the resume.
+            for chunk in r.iter_raw():
                 if self.stop.is_set():
                     raise _Stopped()
                 try:
@@ -483,7 +483,7 @@ def download_shards(indices: Iterable[int], dir: str | os.PathLike, base_url: st
                     workers: int = DEFAULT_WORKERS, timeout: float = DEFAULT_TIMEOUT,
                     retries: int = DEFAULT_RETRIES, backoff: float = DEFAULT_BACKOFF,
                     backoff_max: float = DEFAULT_BACKOFF_MAX, connect_timeout: float | None = None,
-                    reporter: Reporter | None = None, chunk_bytes: int = CHUNK_BYTES) -> DownloadSummary:
+                    reporter: Reporter | None = None) -> DownloadSummary:
     """Download the given shard indices into `dir` (exactly these: callers add the validation one).
 
     Returns a summary; shards that fail after all retries are listed there, not raised. Raises
@@ -500,9 +500,9 @@ def download_shards(indices: Iterable[int], dir: str | os.PathLike, base_url: st
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
         raise InvalidInput(f"retries must be a non-negative integer, got {retries!r}")
     if not 0 <= backoff <= backoff_max:
-        raise InvalidInput(f"backoff must satisfy 0 <= backoff ({backoff!r}) <= backoff max ({backoff_max!r})")
+        raise InvalidInput(f"backoff must satisfy 0 <= backoff ({backoff!r}) <= max ({backoff_max!r})")
     d = prepare_dir(dir)
-    cfg = DownloadConfig(timeout, connect_timeout, retries, backoff, backoff_max, chunk_bytes)
+    cfg = DownloadConfig(timeout, connect_timeout, retries, backoff, backoff_max)
     reporter = reporter or Reporter()
     stop = threading.Event()
     fatal: list[str] = []

@@ -45,6 +45,12 @@ def iter_texts(path: str | os.PathLike) -> Iterator[str]:
         yield from pf.read_row_group(i, columns=["text"]).column("text").to_pylist()
 
 
+def text_bytes_estimate(path: str | os.PathLike) -> int:
+    """Uncompressed size of the `text` column from the footer alone: ~ its characters (for ETAs)."""
+    md = _parquet_file(path).metadata
+    return sum(md.row_group(i).column(0).total_uncompressed_size for i in range(md.num_row_groups))
+
+
 def shard_problem(path: str | os.PathLike) -> str | None:
     """Why a file is not a usable shard, or None if it is one.
 

@@ -24,7 +24,8 @@ from chatplan.errors import InvalidInput
 
 # GPT-4's pre-split pattern with numbers grouped 1-2 digits instead of 1-3 (SPEC §8).
 SPLIT_PATTERN = (
-    r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}+|\p{N}{1,2}| ?[^\s\p{L}\p{N}]++[\r\n]*|\s*[\r\n]|\s+(?!\S)|\s+"""
+    r"""'(?i:[sdmt]|ll|ve|re)|[^\r\n\p{L}\p{N}]?+\p{L}+|\p{N}{1,2}|"""
+    r""" ?[^\s\p{L}\p{N}]++[\r\n]*|\s*[\r\n]|\s+(?!\S)|\s+"""
 )
 SPECIAL_TOKENS = (
     "<|bos|>",
@@ -153,7 +154,7 @@ def load_tokenizer(dir: str | os.PathLike) -> Tokenizer:
     sha = hashlib.sha256(data).hexdigest()
     if sha != meta.get("ranks_sha256"):
         raise InvalidInput(f"{ranks_path} has sha256 {sha[:12]}..., {META_FILE} expects "
-                           f"{str(meta.get('ranks_sha256'))[:12]}...: the tokenizer files do not belong together")
+                           f"{str(meta.get('ranks_sha256'))[:12]}...: the files do not belong together")
     ranks = _parse_ranks(data, ranks_path)
     vocab_size = int(meta["vocab_size"])
     specials = {str(k): int(v) for k, v in meta["special_tokens"].items()}

@@ -1,0 +1,135 @@
+"""`chatplan tokenizer train` and `chatplan tokenizer eval` (registered by chatplan/cli.py)."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from chatplan.data import DEFAULT_DATA_DIR, DEFAULT_SAMPLE_DIR, DEFAULT_TOKENIZER_DIR
+from chatplan.dataplan import DEFAULT_CHARS_PER_TOKEN, VALIDATION_SHARD
+from chatplan.errors import InvalidInput
+from chatplan.tokenizer.core import DEFAULT_VOCAB_SIZE
+from chatplan.tokenizer.evaluate import DEFAULT_EVAL_CHARS
+from chatplan.tokenizer.train import DEFAULT_DOC_CAP, DEFAULT_MAX_CHARS
+
+app = typer.Typer(help="Train the BPE tokenizer (rustbpe) and measure it on the validation shard.",
+                  no_args_is_help=True, add_completion=False)
+
+DataOpt = Annotated[str, typer.Option("--data", help="Shard directory, or `sample` for the embedded corpus.")]
+
+
+def resolve_data_dir(data: str) -> Path:
+    """`sample` means the embedded corpus, written (or reused) in its default directory: explicit,
+    never a fallback for a missing download."""
+    if data == "sample":
+        from chatplan.data.sample import write_sample_corpus
+
+        return write_sample_corpus(DEFAULT_SAMPLE_DIR).dir
+    return Path(data).expanduser()
+
+
+def training_texts(data_dir: Path) -> tuple[Iterator[str], int]:
+    """Documents of the training shards in index order (never the validation shard), and an
+    estimate of their characters from the parquet footers (uncompressed column bytes)."""
+    from chatplan.data.shards import iter_texts, shard_problem, text_bytes_estimate, train_shard_paths
+
+    paths = train_shard_paths(data_dir)
+    if not paths:
+        raise InvalidInput(f"no training shards (shard_NNNNN.parquet other than {VALIDATION_SHARD}) in "
+                           f"{data_dir}: run `chatplan data download` or use --data sample")
+    estimate = 0
+    for p in paths:
+        if problem := shard_problem(p):
+            raise InvalidInput(f"{p} is not a usable shard: {problem}")
+        estimate += text_bytes_estimate(p)
+
+    def texts() -> Iterator[str]:
+        for p in paths:
+            yield from iter_texts(p)
+
+    return texts(), estimate
+
+
+def _as_int(value: float, flag: str) -> int:
+    if not value >= 1 or value != int(value):
+        raise InvalidInput(f"{flag} must be a positive whole number, got {value:g}")
+    return int(value)
+
+
+@app.command()
+def train(
+    vocab_size: Annotated[int, typer.Option("--vocab-size", help="Total vocab incl. 9 special tokens.")]
+    = DEFAULT_VOCAB_SIZE,
+    max_chars: Annotated[float, typer.Option("--max-chars", help="Characters of training text (e.g. 2e9).")]
+    = float(DEFAULT_MAX_CHARS),
+    doc_cap: Annotated[int, typer.Option("--doc-cap", help="Truncate each document to this many chars.")]
+    = DEFAULT_DOC_CAP,
+    data: DataOpt = str(DEFAULT_DATA_DIR),
+    out: Annotated[Path, typer.Option("--out", help="Tokenizer directory to write.")] = DEFAULT_TOKENIZER_DIR,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
+    progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Progress on stderr.")] = True,
+) -> None:
+    """Train byte-level BPE on the training shards; exit 1 if the text runs out of merges."""
+    from chatplan.tokenizer.train import train_tokenizer
+
+    max_chars_i = _as_int(max_chars, "--max-chars")
+    texts, estimate = training_texts(resolve_data_dir(data))
+    if progress:
+        from rich.console import Console
+        from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
+
+        bar = Progress(SpinnerColumn(), TextColumn("{task.description}"), BarColumn(),
+                       TextColumn("{task.completed:,.0f} chars"), TimeElapsedColumn(),
+                       console=Console(stderr=True))
+        task = bar.add_task("reading text", total=min(max_chars_i, estimate) or None)
+
+        def report(phase: str, chars: int, docs: int) -> None:
+            if phase == "merging":
+                bar.update(task, completed=chars, total=chars,
+                           description=f"learning {vocab_size - 9 - 256:,} merges from {docs:,} documents")
+            else:
+                bar.update(task, completed=chars, description=f"reading text ({docs:,} documents)")
+
+        with bar:
+            tok = train_tokenizer(texts, vocab_size, out, max_chars=max_chars_i, doc_cap=doc_cap,
+                                  progress=report)
+    else:
+        tok = train_tokenizer(texts, vocab_size, out, max_chars=max_chars_i, doc_cap=doc_cap)
+    info = {"dir": str(tok.dir), "vocab_size": tok.vocab_size, "bos_id": tok.bos_id,
+            "ranks_sha256": tok.ranks_sha256, **tok.meta.get("training", {})}
+    if as_json:
+        print(json.dumps(info, indent=1))
+    else:
+        print(f"tokenizer with vocab {tok.vocab_size:,} (<|bos|> = {tok.bos_id:,}) written to {tok.dir}; "
+              f"trained on {info['chars']:,} characters of {info['documents']:,} documents in "
+              f"{info['seconds']:.1f} s; ranks sha256 {tok.ranks_sha256[:16]}")
+
+
+@app.command("eval")
+def evaluate(
+    tokenizer: Annotated[Path, typer.Option("--tokenizer", help="Tokenizer directory.")]
+    = DEFAULT_TOKENIZER_DIR,
+    data: DataOpt = str(DEFAULT_DATA_DIR),
+    max_chars: Annotated[float, typer.Option("--max-chars", help="Validation characters to encode.")]
+    = float(DEFAULT_EVAL_CHARS),
+    threads: Annotated[int, typer.Option("--threads", help="Encoding threads.")] = 2,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the measurement as JSON.")] = False,
+) -> None:
+    """Characters and UTF-8 bytes per token on the validation shard."""
+    from chatplan.tokenizer.evaluate import evaluate_tokenizer
+
+    if threads < 1:
+        raise InvalidInput(f"--threads must be at least 1, got {threads}")
+    r = evaluate_tokenizer(tokenizer, resolve_data_dir(data), max_chars=_as_int(max_chars, "--max-chars"),
+                           num_threads=threads)
+    if as_json:
+        print(json.dumps(r.to_dict(), indent=1))
+        return
+    print(f"{r.chars_per_token:.3f} characters/token, {r.bytes_per_token:.3f} UTF-8 bytes/token "
+          f"on {r.documents:,} documents of {Path(r.shard).name} ({r.chars:,} chars, {r.tokens:,} tokens); "
+          f"vocab {r.vocab_size:,}, ranks sha256 {r.ranks_sha256[:16]} "
+          f"(the planner assumes {DEFAULT_CHARS_PER_TOKEN} chars/token; pass --tokenizer to use this)")
