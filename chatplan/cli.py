@@ -155,7 +155,7 @@ FIT_BATCHES = [2**i for i in range(9)]  # 1 ... 256
 def fit(plan_args: dict, json_out: JsonOpt = False, fmt: FormatOpt = "rich") -> None:
     """What fits where: peak device memory per GPU for batch 1..256 across GPU types."""
     from chatplan.catalog import load_catalog, parse_fleet
-    from chatplan.memory import ExecutionMode, estimate_memory, resident_bytes
+    from chatplan.memory import ExecutionMode, estimate_memory
     from chatplan.plan import get_tier
     from chatplan.shape import model_shape
 
@@ -182,12 +182,11 @@ def fit(plan_args: dict, json_out: JsonOpt = False, fmt: FormatOpt = "rich") -> 
     for fleet in fleets:
         world = fleet.num_gpus
         mode = ExecutionMode(fleet.gpu.device_type, compiled=fleet.gpu.device_type == "cuda")
-        resident = resident_bytes(shape, world, mode.device_type)
         per_rank = max(1, seqs_per_step // world)
         cells = []
         for b in FIT_BATCHES:
             accum = max(1, per_rank // b)
-            est = estimate_memory(shape, b, accum, world, fleet.gpu.memory_gib, mode, resident)
+            est = estimate_memory(shape, b, accum, world, fleet.gpu.memory_gib, mode)
             cells.append({"device_batch_size": b, "grad_accum_steps": accum,
                           "divides_total_batch": per_rank % b == 0 and b <= per_rank,
                           "peak_allocated_gib": est.peak_allocated_gib,

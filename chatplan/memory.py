@@ -26,7 +26,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 
-from chatplan.counts import ParamCounts, block_matrix_shapes, param_counts, param_shapes
+from chatplan.counts import block_matrix_shapes, param_counts, param_shapes
 from chatplan.errors import InvalidInput
 from chatplan.shape import ModelShape
 from chatplan.sharding import optimizer_state_bytes, owner_map, rank_loads
@@ -38,15 +38,17 @@ GIB = 2**30
 CUDA_CONTEXT_GIB = 0.75
 # The margin under capacity inside which a fit is called "tight": the model's stated uncertainty.
 FIT_MARGIN_FRACTION = 0.05
-# Allocator reserve with gradient accumulation, as a multiple of the resident gradient bytes.
+# Allocator cache with gradient accumulation, as a multiple of the resident gradient bytes.
 # Evidence (SPEC §5, 8xH100 80 GB, T 2,048): term by term, d32 at batch 8 allocates ~56 GiB, yet
-# nvidia-smi showed ~78 GB; d20 at batch 32 (no accumulation) allocates ~77 GiB and still fits, so the
-# gap cannot be a flat share of memory. It appears only when gradients stay resident across
-# micro-steps: the compiled backward returns fresh gradients that are added into the resident ones
-# after the graph ends, and the allocator keeps gradient-sized blocks cached next to the cycling
-# activation blocks. 3.0 puts d32/B8 at 76.8 GiB (inside 74..79.19) and keeps d26/B16 at 76.4 GiB
-# (fits, as observed). Not measured here (no GPU yet): it is the first constant to refit from
-# `benchmarks/results/` GPU runs (max_memory_reserved - max_memory_allocated).
+# nvidia-smi showed ~78 GB; d20 at batch 32 (no accumulation) allocates ~78 GiB and still ran, so
+# the gap is not a flat share of memory: it appears when gradients stay resident across micro-steps
+# (the compiled backward returns fresh gradients that are added into the resident ones after the
+# graph ends, and the allocator keeps those gradient-sized blocks cached beside the cycling
+# activation blocks). PyTorch's caching allocator releases cached blocks and retries before it
+# reports an OOM, so this cache is elastic: it is what nvidia-smi shows, never a cause of OOM. The
+# model lets it grow to k x gradients but only into memory left free above the fit margin.
+# k = 3.0 brings d32/B8 to 75.2 GiB on the device (inside SPEC's 74..79.19). Not measured here (no
+# GPU yet): refit from `benchmarks/results/` runs (max_memory_reserved - max_memory_allocated).
 ACCUMULATION_RESERVE_PER_GRAD_BYTE = 3.0
 # Communication bucket the trainer flattens gradients into for the all-reduce (transient).
 COMM_BUCKET_BYTES = 64 * 2**20
@@ -131,9 +133,11 @@ class MemoryEstimate:
     logits: int
     # other moments and overheads
     optimizer_step_transient: int
-    allocator_reserve: int
+    allocator_reserve: int  # elastic cache (see ACCUMULATION_RESERVE_PER_GRAD_BYTE)
     cuda_context: int
     peak_moment: str
+    backward_peak_gib: float  # allocated at the start of backward (grows with batch and context)
+    optimizer_peak_gib: float  # allocated during the optimizer step (independent of batch)
     peak_allocated_gib: float
     peak_reserved_gib: float
     peak_device_gib: float
@@ -154,21 +158,64 @@ def optimizer_state_loads(shape: ModelShape, world_size: int, embedding_bytes: i
     return tuple(rank_loads(state, owner_map(shapes, world_size, embedding_bytes), world_size))
 
 
-def resident_bytes(
-    shape: ModelShape, world_size: int, device_type: str, counts: ParamCounts | None = None
-) -> dict[str, int]:
-    """Weights, gradients and optimizer state per rank, exactly as the trainer allocates them."""
+@dataclass(frozen=True)
+class Resident:
+    """What a rank holds whatever the batch: the terms that match the trainer's tensors byte for byte."""
+
+    weights: int
+    gradients: int  # same dtypes as the weights, full on every rank
+    optimizer_state: int  # the most-loaded rank
+    optimizer_state_per_rank: tuple[int, ...]
+    autocast_weight_copies: int  # CUDA autocast: bf16 casts of the fp32 matmul weights, saved for backward
+    optimizer_workspace: int  # one update's temporaries (Newton-Schulz or AdamW)
+
+
+@lru_cache(maxsize=1024)
+def resident_bytes(shape: ModelShape, world_size: int, device_type: str) -> Resident:
+    """Weights, gradients and optimizer state per rank, exactly as the trainer allocates them.
+
+    Cached: a pure function of frozen inputs, and the ownership walk over 6L+2 tensors is the slowest
+    part of a plan.
+    """
     emb = default_mode(device_type).embedding_bytes
-    counts = counts or param_counts(shape)
+    counts = param_counts(shape)
     matmul_weights = counts.total - counts.wte  # fp32 everywhere; wte is a lookup table
     weights = 4 * matmul_weights + emb * counts.wte
-    loads = optimizer_state_loads(shape, world_size, emb)
-    largest = max([counts.wte] + [r * c for _, (r, c) in block_matrix_shapes(shape)])
-    return {"weights": weights, "gradients": weights, "optimizer_state": max(loads),
-            "optimizer_state_per_rank": list(loads),
-            # under CUDA autocast, the bf16 casts of the fp32 matmul weights are saved for backward
-            "autocast_weight_copies": 2 * matmul_weights if device_type == "cuda" else 0,
-            "largest_tensor": largest}
+    shapes = param_shapes(shape)
+    state = optimizer_state_bytes(shapes, emb)
+    loads = tuple(rank_loads(state, owner_map(shapes, world_size, emb), world_size))
+    m, n = max((sorted(dims) for _, dims in block_matrix_shapes(shape)), key=lambda mn: mn[0] * mn[1])
+    ns_bytes = 2 if device_type == "cuda" else 4  # Newton-Schulz runs in bf16 on CUDA, fp32 on CPU
+    return Resident(
+        weights=weights,
+        gradients=weights,
+        optimizer_state=max(loads),
+        optimizer_state_per_rank=loads,
+        autocast_weight_copies=2 * matmul_weights if device_type == "cuda" else 0,
+        # Newton-Schulz on the largest matrix (X, its update, A = X X^T, B), or AdamW's two
+        # parameter-sized fp32 temporaries on lm_head
+        optimizer_workspace=max(ns_bytes * (2 * m * n + 2 * m * m), 2 * 4 * counts.lm_head),
+    )
+
+
+def _peaks(shape: ModelShape, device_batch_size: int, grad_accum_steps: int, mode: ExecutionMode,
+           resident: Resident, capacity_gib: float) -> tuple[int, int, int, int, int, int, int]:
+    """(activations, logits, transient, backward peak, optimizer peak, allocator cache, context) bytes."""
+    tokens = device_batch_size * shape.sequence_len
+    cuda = mode.device_type == "cuda"
+    activations = int(tokens * activation_bytes_per_token(shape, mode))
+    logits = int(tokens * logits_bytes_per_token(shape, mode))
+    grads_resident = resident.gradients if grad_accum_steps > 1 else 0
+    backward = (resident.weights + grads_resident + resident.optimizer_state + resident.autocast_weight_copies
+                + activations + logits)
+    # Optimizer step: every gradient exists, activations are gone; working buffers are one
+    # communication bucket and one update's temporaries.
+    transient = min(COMM_BUCKET_BYTES, resident.gradients) + resident.optimizer_workspace
+    optimizer = resident.weights + resident.gradients + resident.optimizer_state + transient
+    context = int(CUDA_CONTEXT_GIB * GIB) if cuda else 0
+    free_above_margin = capacity_gib * (1 - FIT_MARGIN_FRACTION) * GIB - max(backward, optimizer) - context
+    reserve = int(min(ACCUMULATION_RESERVE_PER_GRAD_BYTE * grads_resident, max(0.0, free_above_margin)))
+    return activations, logits, transient, backward, optimizer, reserve if cuda else 0, context
 
 
 def estimate_memory(
@@ -178,56 +225,43 @@ def estimate_memory(
     world_size: int,
     capacity_gib: float,
     mode: ExecutionMode,
-    resident: dict[str, int] | None = None,
 ) -> MemoryEstimate:
-    resident = resident or resident_bytes(shape, world_size, mode.device_type)
-    tokens = device_batch_size * shape.sequence_len
-    cuda = mode.device_type == "cuda"
-    weights, grads, state = resident["weights"], resident["gradients"], resident["optimizer_state"]
-    copies = resident["autocast_weight_copies"]
-    activations = int(tokens * activation_bytes_per_token(shape, mode))
-    logits = int(tokens * logits_bytes_per_token(shape, mode))
-    grads_resident = grads if grad_accum_steps > 1 else 0
-    backward_peak = weights + grads_resident + state + copies + activations + logits
-    # Optimizer step: every gradient exists, activations are gone; working buffers are one
-    # communication bucket and Newton-Schulz temporaries for the largest matrix (X, A, B, fp32).
-    transient = min(COMM_BUCKET_BYTES, grads) + 4 * 4 * resident["largest_tensor"]
-    optimizer_peak = weights + grads + state + transient
-    peak_allocated = max(backward_peak, optimizer_peak)
-    moment = "start of backward" if backward_peak >= optimizer_peak else "optimizer step"
-    reserve = int(ACCUMULATION_RESERVE_PER_GRAD_BYTE * grads_resident) if cuda else 0
-    context = int(CUDA_CONTEXT_GIB * GIB) if cuda else 0
-    allocated_gib = peak_allocated / GIB
-    reserved_gib = (peak_allocated + reserve) / GIB
-    device_gib = reserved_gib + context / GIB
+    resident = resident_bytes(shape, world_size, mode.device_type)
+    activations, logits, transient, backward, optimizer, reserve, context = _peaks(
+        shape, device_batch_size, grad_accum_steps, mode, resident, capacity_gib)
+    peak_allocated = max(backward, optimizer)
+    device_gib = (peak_allocated + reserve + context) / GIB
     margin = FIT_MARGIN_FRACTION * capacity_gib
-    if device_gib > capacity_gib:
-        verdict = "oom"
-    elif device_gib > capacity_gib - margin:
-        verdict = "tight"
-    else:
-        verdict = "fits"
     return MemoryEstimate(
         device_batch_size=device_batch_size,
         grad_accum_steps=grad_accum_steps,
-        weights=weights,
-        gradients=grads,
-        optimizer_state=state,
-        autocast_weight_copies=copies,
+        weights=resident.weights,
+        gradients=resident.gradients,
+        optimizer_state=resident.optimizer_state,
+        autocast_weight_copies=resident.autocast_weight_copies,
         activations=activations,
         logits=logits,
         optimizer_step_transient=transient,
         allocator_reserve=reserve,
         cuda_context=context,
-        peak_moment=moment,
-        peak_allocated_gib=allocated_gib,
-        peak_reserved_gib=reserved_gib,
+        peak_moment="start of backward" if backward >= optimizer else "optimizer step",
+        backward_peak_gib=backward / GIB,
+        optimizer_peak_gib=optimizer / GIB,
+        peak_allocated_gib=peak_allocated / GIB,
+        peak_reserved_gib=(peak_allocated + reserve) / GIB,
         peak_device_gib=device_gib,
         capacity_gib=capacity_gib,
         headroom_gib=capacity_gib - device_gib,
         margin_gib=margin,
-        verdict=verdict,
+        verdict=fit_verdict(device_gib, capacity_gib),
     )
+
+
+def fit_verdict(device_gib: float, capacity_gib: float) -> str:
+    """`oom` above capacity, `tight` within the margin under it, else `fits` (on peak_device_gib)."""
+    if device_gib > capacity_gib:
+        return "oom"
+    return "tight" if device_gib > capacity_gib * (1 - FIT_MARGIN_FRACTION) else "fits"
 
 
 def batch_candidates(sequences_per_rank: int) -> list[int]:
@@ -258,13 +292,13 @@ def choose_device_batch(
     world_size: int,
     capacity_gib: float,
     mode: ExecutionMode,
-    counts: ParamCounts | None = None,
 ) -> MemoryEstimate | None:
     """The largest power-of-two per-GPU batch that is not `oom`, or None when even batch 1 is."""
-    resident = resident_bytes(shape, world_size, mode.device_type, counts)
+    resident = resident_bytes(shape, world_size, mode.device_type)
+    capacity = capacity_gib * GIB
     for batch in reversed(batch_candidates(sequences_per_rank)):
-        est = estimate_memory(shape, batch, sequences_per_rank // batch, world_size, capacity_gib, mode,
-                              resident)
-        if est.verdict != "oom":
-            return est
+        accum = sequences_per_rank // batch
+        _, _, _, backward, optimizer, reserve, context = _peaks(shape, batch, accum, mode, resident, capacity_gib)
+        if max(backward, optimizer) + reserve + context <= capacity:
+            return estimate_memory(shape, batch, accum, world_size, capacity_gib, mode)
     return None

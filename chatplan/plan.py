@@ -20,7 +20,6 @@ from chatplan.memory import (
     check_device_batch,
     choose_device_batch,
     estimate_memory,
-    resident_bytes,
 )
 from chatplan.shape import (
     DEFAULT_ASPECT_RATIO,
@@ -236,15 +235,14 @@ def plan(
 
     if device_batch_size is not None:
         accum = check_device_batch(device_batch_size, seqs_per_rank, total_batch_size, seq_len, world)
-        memory = estimate_memory(shape, device_batch_size, accum, world, gpu.memory_gib, mode,
-                                 resident_bytes(shape, world, gpu.device_type, counts))
+        memory = estimate_memory(shape, device_batch_size, accum, world, gpu.memory_gib, mode)
         batch_source = "user"
         if memory.verdict == "oom":
             warnings.append(
                 f"device batch size {device_batch_size} is predicted to run out of memory: "
                 f"{memory.peak_device_gib:.1f} GiB on a {gpu.memory_gib:.2f} GiB {gpu.name}")
     else:
-        chosen = choose_device_batch(shape, seqs_per_rank, world, gpu.memory_gib, mode, counts)
+        chosen = choose_device_batch(shape, seqs_per_rank, world, gpu.memory_gib, mode)
         if chosen is None:
             one = estimate_memory(shape, 1, seqs_per_rank, world, gpu.memory_gib, mode)
             raise RequirementFailed(
