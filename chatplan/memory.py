@@ -84,15 +84,17 @@ def activation_bytes_per_token(shape: ModelShape, mode: ExecutionMode) -> float:
 
     Per block, eager (what autograd saves; unique storages):
       attention: x (norm input), x_n (q/k/v input), q and k after rotary (QK-norm inputs), q and k
-                 after QK-norm, v (SDPA inputs), SDPA output, its re-laid-out copy (c_proj input);
-                 fp32 softmax statistics (logsumexp, one per head) and the norms' fp32 rstd.
+                 after QK-norm and v (SDPA inputs), the SDPA output (its (B, T, H*hd) view is c_proj's
+                 input: the flash kernels lay it out so no copy is made); fp32 softmax logsumexp (one
+                 per head) and the norms' fp32 rstd (one per row: 2 block norms, h + kv QK-norms).
       MLP:       x (norm input), x_n (c_fc input), relu(h) (relu's output, also square's input),
                  relu(h)^2 (c_proj input).
       (The pre-rotary q and k are not saved: the cos/sin tables need no gradient.)
     Compiled (inductor): the rotary outputs and relu(h) are recomputed from what is kept; the c_fc
-    output h is kept in their place; the SDPA output feeds c_proj without a copy.
+    output h is kept in their place.
     Model level: the embedding output (post-embedding norm input), the final norm's input and output
-    (lm_head input), and the int64 token ids.
+    (lm_head input), two rstd, and the int64 token ids and targets.
+    Checked against autograd's saved tensors on CPU (tests/test_memory_vs_trainer.py).
     """
     d, h, kv, hd, L = shape.n_embd, shape.n_head, shape.n_kv_head, shape.head_dim, shape.n_layer
     kvd = kv * hd
@@ -100,23 +102,27 @@ def activation_bytes_per_token(shape: ModelShape, mode: ExecutionMode) -> float:
     if mode.compiled:
         wide = 6 * d + 2 * kvd + 8 * d  # x, x_n, q_n, out, x, x_n | k_n, v | h, relu(h)^2
     else:
-        wide = 8 * d + 3 * kvd + 8 * d  # x, x_n, q_rot, q_n, out, out copy, x, x_n | k_rot, k_n, v | r, r^2
-    fp32_stats = 4 * (h + 2 + h + kv)  # logsumexp per head, two block norms, per-head QK norms
+        wide = 7 * d + 3 * kvd + 8 * d  # x, x_n, q_rot, q_n, out, x, x_n | k_rot, k_n, v | r, r^2
+    fp32_stats = 4 * (2 + h + kv + h)  # two block norms' rstd, QK-norm rstd, logsumexp per head
     per_layer = a * wide + fp32_stats
-    model_level = a * 3 * d + 4 * 2 + 8  # emb, x_L, x_L normed; two norms' rstd; token ids
+    model_level = a * 3 * d + 4 * 2 + 8 * 2  # emb, x_L, x_L normed; two rstd; token ids and targets
     return L * per_layer + model_level
 
 
-def logits_bytes_per_token(shape: ModelShape, mode: ExecutionMode) -> float:
-    """The loss path at its peak, per token: B x T x V tensors.
+def logits_saved_bytes_per_token(shape: ModelShape, mode: ExecutionMode) -> float:
+    """The loss path's B x T x V tensors saved for backward, per token.
 
-    Eager fp32: tanh output and log-softmax output are saved (2 x 4 bytes), and the backward of the
-    loss creates one fp32 gradient before freeing them (4). CUDA, compiled: lm_head's bf16 logits are
-    materialised in fp32 for the soft-capped cross-entropy (SPEC §5: 4 GiB at d32, B=8) and saved (4);
-    the fused softcap/cross-entropy backward writes the bf16 gradient lm_head's backward consumes (2).
+    Eager fp32: the tanh output and the log-softmax output (2 x 4 bytes). CUDA, compiled: lm_head's
+    bf16 logits are materialised in fp32 for the soft-capped cross-entropy (SPEC §5: 4 GiB at d32,
+    B=8) and that fp32 tensor is what the fused backward reads (4).
     """
-    per_vocab = 6 if mode.activation_bytes == 2 else 12
-    return per_vocab * shape.vocab_size
+    return (4 if mode.activation_bytes == 2 else 8) * shape.vocab_size
+
+
+def logits_backward_bytes_per_token(shape: ModelShape, mode: ExecutionMode) -> float:
+    """Extra B x T x V bytes at the start of the loss backward: the gradient of the logits (fp32 in
+    eager mode; the fused compiled backward writes the bf16 gradient lm_head's backward consumes)."""
+    return (2 if mode.activation_bytes == 2 else 4) * shape.vocab_size
 
 
 @dataclass(frozen=True)
@@ -204,7 +210,7 @@ def _peaks(shape: ModelShape, device_batch_size: int, grad_accum_steps: int, mod
     tokens = device_batch_size * shape.sequence_len
     cuda = mode.device_type == "cuda"
     activations = int(tokens * activation_bytes_per_token(shape, mode))
-    logits = int(tokens * logits_bytes_per_token(shape, mode))
+    logits = int(tokens * (logits_saved_bytes_per_token(shape, mode) + logits_backward_bytes_per_token(shape, mode)))
     grads_resident = resident.gradients if grad_accum_steps > 1 else 0
     backward = (resident.weights + grads_resident + resident.optimizer_state + resident.autocast_weight_copies
                 + activations + logits)
