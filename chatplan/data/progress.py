@@ -75,7 +75,8 @@ class RichReporter(Reporter):
             self._update_overall()
 
     def retry(self, name: str, attempt: int, delay: float, reason: str) -> None:
-        self.progress.console.log(f"{name}: {reason}; retry {attempt} in {delay:.1f} s")
+        self.progress.console.print(f"{name}: {reason}; retry {attempt} in {delay:.1f} s", style="yellow",
+                                    highlight=False, markup=False)
 
     def finish(self, result: ShardResult) -> None:
         with self.lock:
@@ -83,7 +84,8 @@ class RichReporter(Reporter):
             if result.status == "skipped":
                 self.skipped += 1
             if result.status == "failed":
-                self.progress.console.log(f"{result.name}: failed: {result.error}")
+                self.progress.console.print(f"{result.name}: failed: {result.error}", style="red",
+                                            highlight=False, markup=False)
             if result.name in self.tasks:
                 self.progress.remove_task(self.tasks.pop(result.name))
             self.need[result.name] = self.fetched.get(result.name, 0)

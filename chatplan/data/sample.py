@@ -32,7 +32,7 @@ from chatplan.data.shards import SHARD_RE, write_shard
 from chatplan.dataplan import VALIDATION_SHARD, shard_filename
 from chatplan.errors import InvalidInput, RuntimeFailure
 
-SAMPLE_VERSION = 1  # bump when the document recipe changes: invalidates cached directories
+SAMPLE_VERSION = 2  # bump when the document recipe changes: invalidates cached directories
 MANIFEST = "sample.json"
 TRAIN_SHARDS = 4  # several shards so loaders exercise shard boundaries
 ROW_GROUP_DOCS = 64  # <= 1,024 like the reference; small so each shard has several row groups
@@ -152,7 +152,9 @@ def _docstring_documents() -> list[str]:
 @functools.lru_cache(maxsize=1)
 def sample_documents() -> tuple[tuple[str, ...], tuple[str, ...]]:
     """(train documents, validation documents) of the sample corpus, deterministic per Python."""
-    docs = _topic_documents() + _docstring_documents()
+    # The same text can appear twice (pydoc repeats a topic under two keys); a duplicate would put
+    # one copy in train and one in validation. dict.fromkeys keeps the first, in sorted order.
+    docs = list(dict.fromkeys(_topic_documents() + _docstring_documents()))
     random.Random(SHUFFLE_SEED).shuffle(docs)  # deterministic mix, like the pre-shuffled FineWeb
     val = tuple(d for i, d in enumerate(docs) if i % VALIDATION_EVERY == VALIDATION_EVERY - 1)
     train = tuple(d for i, d in enumerate(docs) if i % VALIDATION_EVERY != VALIDATION_EVERY - 1)

@@ -118,14 +118,19 @@ def evaluate(
     = float(DEFAULT_EVAL_CHARS),
     threads: Annotated[int, typer.Option("--threads", help="Encoding threads.")] = 2,
     as_json: Annotated[bool, typer.Option("--json", help="Print the measurement as JSON.")] = False,
+    save: Annotated[bool, typer.Option("--save/--no-save", help="Write eval.json into the tokenizer dir.")]
+    = True,
 ) -> None:
-    """Characters and UTF-8 bytes per token on the validation shard."""
-    from chatplan.tokenizer.evaluate import evaluate_tokenizer
+    """Characters and UTF-8 bytes per token on the validation shard (saved as <tokenizer>/eval.json,
+    which `chatplan estimate --tokenizer DIR` uses for shard counts)."""
+    from chatplan.tokenizer.evaluate import evaluate_tokenizer, save_eval
 
     if threads < 1:
         raise InvalidInput(f"--threads must be at least 1, got {threads}")
     r = evaluate_tokenizer(tokenizer, resolve_data_dir(data), max_chars=_as_int(max_chars, "--max-chars"),
                            num_threads=threads)
+    if save:
+        save_eval(r, tokenizer)
     if as_json:
         print(json.dumps(r.to_dict(), indent=1))
         return

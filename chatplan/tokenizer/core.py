@@ -125,6 +125,7 @@ def save_tokenizer(out_dir: str | os.PathLike, ranks: list[tuple[bytes, int]], v
     _write_atomic(out / RANKS_FILE, text)
     _write_atomic(out / TOKEN_BYTES_FILE, json.dumps(token_bytes, separators=(",", ":")).encode() + b"\n")
     _write_atomic(out / META_FILE, (json.dumps(meta, indent=1) + "\n").encode())
+    (out / "eval.json").unlink(missing_ok=True)  # a measurement of the previous tokenizer is stale
     return out
 
 

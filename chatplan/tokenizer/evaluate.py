@@ -7,13 +7,15 @@ validation shard, on whole documents, without BOS tokens (the loader adds those)
 
 from __future__ import annotations
 
+import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from chatplan.errors import InvalidInput
+from chatplan.errors import InvalidInput, RuntimeFailure
 from chatplan.tokenizer.core import Tokenizer, load_tokenizer
 
+EVAL_FILE = "eval.json"  # written next to the tokenizer; `chatplan estimate --tokenizer DIR` reads it
 DEFAULT_EVAL_CHARS = 10_000_000  # ~3 row groups of a real shard: the ratio is stable to <0.5 % there
 
 
@@ -65,6 +67,19 @@ def evaluate_tokenizer(tokenizer: Tokenizer | str | os.PathLike, data_dir: str |
         chars_per_token=chars / tokens, bytes_per_token=nbytes / tokens,
         vocab_size=tok.vocab_size, ranks_sha256=tok.ranks_sha256,
     )
+
+
+def save_eval(result: TokenizerEval, tokenizer_dir: str | os.PathLike) -> Path:
+    """Record the measurement beside the tokenizer (with its ranks sha256, so a retrained tokenizer
+    cannot be paired with a stale figure)."""
+    path = Path(tokenizer_dir) / EVAL_FILE
+    tmp = path.with_name(f".{EVAL_FILE}.{os.getpid()}.tmp")
+    try:
+        tmp.write_text(json.dumps(result.to_dict(), indent=1) + "\n")
+        os.replace(tmp, path)
+    except OSError as e:
+        raise RuntimeFailure(f"cannot write {path}: {e.strerror or e}") from None
+    return path
 
 
 def _docs_within(texts: list[str], budget: float) -> int:
