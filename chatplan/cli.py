@@ -34,6 +34,7 @@ def _opt(*names: str, help: str, **kw: Any) -> Any:  # noqa: A002 - typer's own 
 PLAN_OPTIONS: list[tuple[str, Any, Any]] = [
     ("depth", int | None, _opt("--depth", "-d", help="Model depth (layers); d = 64 x depth.")),
     ("tier", str | None, _opt("--tier", help="Preset: 100 (d20), 300 (d26), 1000 (d32) on 8xH100.")),
+    ("budget", float | None, _opt("--budget", help="Dollars: plan the largest depth whose cost fits.")),
     ("gpus", str | None, _opt("--gpus", help="Fleet, COUNTxGPU: 8xH100, 16xH100, 1xA100-40GB.")),
     ("gpus_per_node", int, _opt("--gpus-per-node", help="GPUs per node (nodes = GPUs / this).")),
     ("nodes", int | None, _opt("--nodes", help="Nodes; must agree with --gpus / --gpus-per-node.")),
@@ -57,7 +58,7 @@ PLAN_OPTIONS: list[tuple[str, Any, Any]] = [
     ("tokenizer", Path | None, _opt("--tokenizer", help="Tokenizer dir: use its measured chars/token")),
 ]
 PLAN_DEFAULTS: dict[str, Any] = {
-    "depth": None, "tier": None, "gpus": None, "gpus_per_node": 8, "nodes": None, "aspect_ratio": 64,
+    "depth": None, "tier": None, "budget": None, "gpus": None, "gpus_per_node": 8, "nodes": None, "aspect_ratio": 64,
     "head_dim": 128, "kv_heads": None, "vocab_size": 65_536, "seq_len": 2_048, "total_batch_size": 524_288,
     "data_ratio": 20.0, "target_flops": None, "steps": None, "device_batch_size": None, "mfu": None,
     "price": None, "chars_per_token": 4.8, "chars_per_shard": 250e6, "inter_node_gbps": 400.0,
@@ -210,6 +211,91 @@ def fit(plan_args: dict, json_out: JsonOpt = False, fmt: FormatOpt = "rich") -> 
                      f"{args['total_batch_size']:,} tokens / (T x GPUs)")
 
 
+@app.command()
+@planner_options
+def check(
+    plan_args: dict,
+    max_cost: Annotated[float | None, typer.Option("--max-cost", help="Fail above this pretraining cost (USD).")]
+    = None,
+    max_hours: Annotated[float | None, typer.Option("--max-hours", help="Fail above this pretraining time.")] = None,
+    max_gpu_memory_frac: Annotated[float | None, typer.Option(
+        "--max-gpu-memory-frac", help="Fail above this share of GPU memory (peak_device_gib / capacity).")] = None,
+    min_headroom_gib: Annotated[float | None, typer.Option(
+        "--min-headroom-gib", help="Fail with less free GPU memory than this (capacity - peak_device_gib).")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """CI budget gate: exit 0 when every limit holds, 1 when any is exceeded, 2 on bad input."""
+    from chatplan.checks import run_checks
+
+    p = make_plan(plan_args)
+    checks = run_checks(p, max_cost, max_hours, max_gpu_memory_frac, min_headroom_gib)
+    failed = [c for c in checks if not c.ok]
+    if json_out:
+        sys.stdout.write(json.dumps({"plan": {"depth": p.depth, "fleet": p.fleet.label,
+                                              "device_batch_size": p.parallelism.device_batch_size},
+                                     "checks": [c.to_dict() for c in checks], "ok": not failed}, indent=2) + "\n")
+    else:
+        for c in checks:
+            sys.stdout.write(c.line() + "\n")
+        if not checks:
+            sys.stdout.write("no limits given (--max-cost, --max-hours, --max-gpu-memory-frac, --min-headroom-gib)\n")
+    for c in failed:
+        sys.stderr.write(f"chatplan: check failed: {c.line()}\n")
+    if failed:
+        raise typer.Exit(EXIT_REQUIREMENT)
+
+
+@app.command()
+@planner_options
+def compare(
+    plan_args: dict,
+    by: Annotated[str, typer.Option("--by", help="Rank by cost or time.")] = "cost",
+    max_hours: Annotated[float | None, typer.Option("--max-hours", help="Only fleets done within this time.")]
+    = None,
+    counts: Annotated[str, typer.Option("--counts", help="GPU counts to try, comma separated.")] = "1,8,16,32,64",
+    gpu_types: Annotated[str | None, typer.Option("--gpu-types", help="GPU types, comma separated (default: all)")]
+    = None,
+    json_out: JsonOpt = False,
+    fmt: FormatOpt = "rich",
+) -> None:
+    """Fleets (GPU types x counts) for one model, ranked by cost or time: every row is plan(depth, fleet)."""
+    from chatplan.catalog import load_catalog
+    from chatplan.checks import compare_fleets
+
+    fmt = output_format(fmt)
+    args = dict(plan_args)
+    if args.pop("gpus") is not None:
+        raise InvalidInput("compare tries many fleets: use --gpu-types and --counts instead of --gpus")
+    if args.pop("tokenizer") is not None:
+        args["chars_per_token"] = measured_chars_per_token(plan_args["tokenizer"])
+    catalog = load_catalog(args.pop("gpu_catalog"))
+    try:
+        count_list = tuple(int(c) for c in counts.split(","))
+    except ValueError:
+        raise InvalidInput(f"--counts {counts!r} must be comma-separated integers, e.g. 1,8,16") from None
+    names = [g.strip() for g in gpu_types.split(",")] if gpu_types else None
+    rows = compare_fleets(by=by, gpu_names=names, counts=count_list, max_hours=max_hours, catalog=catalog, **args)
+    docs = [r.to_dict() for r in rows]
+    if json_out:
+        sys.stdout.write(json.dumps({"by": by, "max_hours": max_hours, "rows": docs}, indent=2) + "\n")
+        return
+    from chatplan.render import render_grid
+
+    first = next((r.plan for r in rows if r.plan is not None), None)
+    title = f"chatplan compare: d{first.depth if first else '?'} by {by}" + (
+        f", done within {max_hours:g} h" if max_hours else "")
+    table = []
+    for rank, d in enumerate(docs, 1):
+        if "cost_usd" not in d:
+            table.append([str(rank), d["fleet"], d["verdict"], "-", "-", "-", d["problem"][:60]])
+            continue
+        late = max_hours is not None and d["pretrain_hours"] > max_hours
+        table.append([str(rank), d["fleet"], d["verdict"], f"{d['device_batch_size']} x {d['grad_accum_steps']}",
+                      f"{d['pretrain_hours']:,.2f}" + (" (late)" if late else ""), f"${d['cost_usd']:,.0f}",
+                      f"MFU {d['mfu']:.3f}"])
+    render_grid(["#", "fleet", "verdict", "batch x accum", "hours", "cost", "note"], table, fmt, title)
+
+
 def write_json_atomic(path: Path, doc: object) -> None:
     """Write to a temporary name, then rename: a crash never leaves half a file."""
     path = Path(path)
@@ -252,8 +338,8 @@ def main(argv: list[str] | None = None) -> int:
     args = sys.argv[1:] if argv is None else argv
     try:
         register_subapps(args)
-        app(args=args, prog_name="chatplan", standalone_mode=False)
-        return 0
+        rv = app(args=args, prog_name="chatplan", standalone_mode=False)
+        return rv if isinstance(rv, int) else 0  # without standalone mode, typer.Exit(n) returns n
     except ChatplanError as e:
         sys.stderr.write(f"chatplan: error: {e}\n")
         return e.exit_code

@@ -6,7 +6,7 @@ no files: the CLI loads the GPU catalog and calibration and passes them in.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from chatplan import __version__
 from chatplan.catalog import Catalog, Fleet, builtin_catalog, check_batch_divides, parse_fleet
@@ -26,7 +26,9 @@ from chatplan.shape import (
     DEFAULT_HEAD_DIM,
     DEFAULT_SEQ_LEN,
     DEFAULT_VOCAB_SIZE,
+    MAX_DEPTH,
     ModelShape,
+    is_valid_depth,
     model_shape,
 )
 from chatplan.timing import DEFAULT_INTER_NODE_GBPS, StepTime, TimeCost, predict_step, time_and_cost
@@ -84,6 +86,36 @@ def optimizer_settings(shape: ModelShape) -> dict:
     }
 
 
+def plan_for_budget(budget: float, **kwargs) -> Plan:
+    """The largest valid depth whose predicted pretraining cost is within `budget` dollars.
+
+    Cost grows monotonically with depth (FLOPs grow ~L^4 while MFU moves slowly), so the search walks
+    up the valid depths and stops at the first one over budget, or that no longer fits in memory.
+    """
+    if isinstance(budget, bool) or not isinstance(budget, (int, float)) or not budget > 0:
+        raise InvalidInput(f"budget must be a positive number of dollars, got {budget!r}")
+    best: Plan | None = None
+    over: Plan | None = None
+    for depth in range(1, MAX_DEPTH + 1):
+        if not is_valid_depth(depth, kwargs.get("aspect_ratio", DEFAULT_ASPECT_RATIO),
+                              kwargs.get("head_dim", DEFAULT_HEAD_DIM), kwargs.get("kv_heads")):
+            continue
+        try:
+            candidate = plan(depth, **kwargs)
+        except RequirementFailed:
+            break  # deeper models need even more memory
+        if candidate.time.cost_usd > budget:
+            over = candidate
+            break
+        best = candidate
+    if best is None:
+        cheapest = f"depth {over.depth} costs ${over.time.cost_usd:,.2f}" if over else "no depth fits in memory"
+        raise RequirementFailed(f"budget ${budget:,.2f} buys no model on this fleet: {cheapest}")
+    note = {"usd": float(budget), "chosen_depth": best.depth, "chosen_cost_usd": best.time.cost_usd,
+            "next_depth": over.depth if over else None, "next_cost_usd": over.time.cost_usd if over else None}
+    return replace(best, budget=note, inputs={**best.inputs, "budget": float(budget)})
+
+
 @dataclass(frozen=True)
 class Parallelism:
     world_size: int
@@ -116,6 +148,7 @@ class Plan:
     eval_tokens: int
     device: dict
     warnings: tuple[str, ...] = field(default=())
+    budget: dict | None = None  # set when --budget chose the depth
 
     @property
     def depth(self) -> int:
@@ -134,6 +167,7 @@ class Plan:
             "chatplan_version": __version__,
             "inputs": self.inputs,
             "tier": tier,
+            "budget": self.budget,
             "model": self.shape.to_dict(),
             "params": self.params.to_dict(),
             "flops_per_token": self.flops_per_token,
@@ -200,9 +234,19 @@ def plan(
     eval_every: int = DEFAULT_EVAL_EVERY,
     eval_tokens: int = DEFAULT_EVAL_TOKENS,
     compile: bool | None = None,
+    budget: float | None = None,
     catalog: Catalog | None = None,
 ) -> Plan:
-    """The whole plan for one model on one fleet. Raises InvalidInput (exit 2) or RequirementFailed (1)."""
+    """The whole plan for one model on one fleet. Raises InvalidInput (exit 2) or RequirementFailed (1).
+
+    `budget` (USD) replaces depth and tier: the plan is for the largest valid depth whose predicted
+    pretraining cost on the fleet fits it.
+    """
+    if budget is not None:
+        if depth is not None or tier is not None:
+            raise InvalidInput("--budget chooses the depth: drop --depth / --tier")
+        args = {k: v for k, v in locals().items() if k not in ("depth", "tier", "budget")}
+        return plan_for_budget(budget, **args)
     catalog = catalog or builtin_catalog()
     tier_obj = None
     if tier is not None:

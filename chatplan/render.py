@@ -40,6 +40,14 @@ def plan_sections(p: Plan) -> list[Section]:
             ("difference", f"${p.tier.budget_usd - t.cost_usd:,.0f}: stages chatplan does not run "
                            "(tokenizer, midtraining, SFT, evals)"),
         ]))
+    if p.budget is not None:
+        b = p.budget
+        nxt = (f"depth {b['next_depth']} would cost ${b['next_cost_usd']:,.0f}" if b["next_depth"]
+               else "no deeper model fits in memory")
+        sections.append((f"Budget ${b['usd']:,.0f}", [
+            ("largest depth within budget", f"{b['chosen_depth']} (${b['chosen_cost_usd']:,.0f})"),
+            ("next valid depth", nxt),
+        ]))
     sections.append(("Model", [
         ("depth (layers)", f"{s.n_layer}"),
         ("model dim", f"{s.n_embd:,}"),
