@@ -206,6 +206,19 @@ def test_file_changed_and_server_ignores_if_range_restarts_from_zero(tmp_path, f
     assert by_name(s)[S0].status == "downloaded"
 
 
+def test_new_cdn_etag_for_the_same_sha256_still_resumes(tmp_path, files):
+    # A CDN edge relabels identical bytes (new ETag) and ignores If-Range; the origin's sha256 is the
+    # same, so the 206 is accepted instead of throwing the prefix away.
+    with ShardServer(files, prefix="/cdn/", name="cdn", digest="none", honor_if_range=False) as cdn, \
+         ShardServer({}, prefix="/r/", redirect_to=cdn.url, linked=files) as origin:
+        cdn.fault(S0, Fault("truncate", at=40_000), Fault("replace", data=files[S0]))
+        s = download_shards([0], tmp_path, origin.url, **FAST)
+        log = [(r.status, r.range, r.sent) for r in cdn.requests(S0)]
+    assert log == [(200, None, 40_000), (206, "bytes=40000-", len(files[S0]) - 40_000)]
+    assert by_name(s)[S0].status == "resumed"
+    assert_identical(tmp_path, files, [S0])
+
+
 def test_short_body_with_consistent_length_is_never_renamed(tmp_path, files):
     # No sha256 announced: only the size and parquet-footer checks stand between us and corruption.
     with ShardServer(files, digest="none") as srv:
