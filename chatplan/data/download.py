@@ -432,6 +432,9 @@ class _Shard:
         total = _int_header([r], "content-length")
         if total is None:
             total = _int_header(chain, "x-linked-size")
+        # Old bytes go first, then the new sidecar: a kill in between must not leave a prefix of the
+        # old file described as a prefix of the new one.
+        _remove(self.part)
         _save_meta(self.meta_path, {"url": self.url, **validator, "size": total, "sha256": sha})
         return 0
 
