@@ -55,6 +55,8 @@ PLAN_OPTIONS: list[tuple[str, Any, Any]] = [
     ("inter_node_gbps", float, _opt("--inter-node-gbps", help="Inter-node Gb/s per GPU (default 400).")),
     ("gpu_catalog", Path | None, _opt("--gpu-catalog", help="Extra GPU catalog (JSON/TOML); "
                                          "also $CHATPLAN_GPU_CATALOG.")),
+    ("calibration", str | None, _opt("--calibration", help="Calibration file, or 'none' (default: "
+                                     "$CHATPLAN_CALIBRATION or ~/.config/chatplan/calibration.json).")),
     ("tokenizer", Path | None, _opt("--tokenizer", help="Tokenizer dir: use its measured chars/token")),
 ]
 PLAN_DEFAULTS: dict[str, Any] = {
@@ -62,7 +64,7 @@ PLAN_DEFAULTS: dict[str, Any] = {
     "head_dim": 128, "kv_heads": None, "vocab_size": 65_536, "seq_len": 2_048, "total_batch_size": 524_288,
     "data_ratio": 20.0, "target_flops": None, "steps": None, "device_batch_size": None, "mfu": None,
     "price": None, "chars_per_token": 4.8, "chars_per_shard": 250e6, "inter_node_gbps": 400.0,
-    "gpu_catalog": None, "tokenizer": None,
+    "gpu_catalog": None, "calibration": None, "tokenizer": None,
 }
 
 
@@ -87,15 +89,24 @@ def planner_options(func):
 
 def make_plan(plan_args: dict, **overrides: Any):
     """Load the catalog (and tokenizer figure) at the edge, then call the pure planner."""
-    from chatplan.catalog import load_catalog
     from chatplan.plan import plan
 
-    args = {**plan_args, **overrides}
-    catalog = load_catalog(args.pop("gpu_catalog"))
+    args = edge_inputs({**plan_args, **overrides})
+    return plan(**args)
+
+
+def edge_inputs(args: dict) -> dict:
+    """Turn the file-ish CLI options into the values plan() takes: catalog, calibration, chars/token."""
+    from chatplan.calibration import load_calibration
+    from chatplan.catalog import load_catalog
+
+    args = dict(args)
+    args["catalog"] = load_catalog(args.pop("gpu_catalog"))
+    args["calibration"] = load_calibration(args.pop("calibration"))
     tokenizer_dir = args.pop("tokenizer")
     if tokenizer_dir is not None:
         args["chars_per_token"] = measured_chars_per_token(tokenizer_dir)
-    return plan(catalog=catalog, **args)
+    return args
 
 
 def measured_chars_per_token(tokenizer_dir: Path) -> float:
@@ -259,22 +270,18 @@ def compare(
     fmt: FormatOpt = "rich",
 ) -> None:
     """Fleets (GPU types x counts) for one model, ranked by cost or time: every row is plan(depth, fleet)."""
-    from chatplan.catalog import load_catalog
     from chatplan.checks import compare_fleets
 
     fmt = output_format(fmt)
-    args = dict(plan_args)
-    if args.pop("gpus") is not None:
+    if plan_args["gpus"] is not None:
         raise InvalidInput("compare tries many fleets: use --gpu-types and --counts instead of --gpus")
-    if args.pop("tokenizer") is not None:
-        args["chars_per_token"] = measured_chars_per_token(plan_args["tokenizer"])
-    catalog = load_catalog(args.pop("gpu_catalog"))
+    args = edge_inputs({k: v for k, v in plan_args.items() if k != "gpus"})
     try:
         count_list = tuple(int(c) for c in counts.split(","))
     except ValueError:
         raise InvalidInput(f"--counts {counts!r} must be comma-separated integers, e.g. 1,8,16") from None
     names = [g.strip() for g in gpu_types.split(",")] if gpu_types else None
-    rows = compare_fleets(by=by, gpu_names=names, counts=count_list, max_hours=max_hours, catalog=catalog, **args)
+    rows = compare_fleets(by=by, gpu_names=names, counts=count_list, max_hours=max_hours, **args)
     docs = [r.to_dict() for r in rows]
     if json_out:
         sys.stdout.write(json.dumps({"by": by, "max_hours": max_hours, "rows": docs}, indent=2) + "\n")
@@ -294,6 +301,27 @@ def compare(
                       f"{d['pretrain_hours']:,.2f}" + (" (late)" if late else ""), f"${d['cost_usd']:,.0f}",
                       f"MFU {d['mfu']:.3f}"])
     render_grid(["#", "fleet", "verdict", "batch x accum", "hours", "cost", "note"], table, fmt, title)
+
+
+@app.command()
+def calibrate(
+    from_run: Annotated[Path, typer.Option("--from", help="A finished run directory (plan.json, report.json).")],
+    calibration: Annotated[str | None, typer.Option("--calibration", help="Calibration file to append to.")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Record a finished run's achieved MFU and memory; later plans on the same GPU and world size use it."""
+    from chatplan.calibration import CALIBRATION_ENV, default_calibration_path, point_from_run, record_point
+
+    if calibration is not None and calibration.lower() == "none":
+        raise InvalidInput("--calibration none records nothing: give a file")
+    path = Path(calibration or os.environ.get(CALIBRATION_ENV) or default_calibration_path())
+    point = point_from_run(from_run)
+    n = record_point(path, point)
+    if json_out:
+        sys.stdout.write(json.dumps({"file": str(path), "points": n, "recorded": point.to_dict()}, indent=2) + "\n")
+    else:
+        sys.stdout.write(f"recorded {point.gpu} x{point.world_size}, depth {point.depth}, batch "
+                         f"{point.device_batch_size}: MFU {point.mfu:.4f} -> {path} ({n} points)\n")
 
 
 def write_json_atomic(path: Path, doc: object) -> None:

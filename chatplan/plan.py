@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from chatplan import __version__
+from chatplan.calibration import Calibration, CalibrationPoint, calibrated_mfu
 from chatplan.catalog import Catalog, Fleet, builtin_catalog, check_batch_divides, parse_fleet
 from chatplan.counts import ParamCounts, flops_per_token, param_counts
 from chatplan.dataplan import DEFAULT_CHARS_PER_SHARD, DEFAULT_CHARS_PER_TOKEN, DataPlan, data_plan
@@ -47,12 +48,16 @@ class Tier:
     budget_hours: float  # ... and its wall time on one 8xH100 node at $24/h
 
 
-# SPEC §5: the nanochat tiers, all on one 8xH100 node at $3/GPU-hour.
+# SPEC §5: the nanochat tiers, all on one 8xH100 node at $3/GPU-hour; "tiny" is a laptop-CPU preset.
 TIERS = {
     "100": Tier("100", 20, "8xH100", 100.0, 4.0),
     "300": Tier("300", 26, "8xH100", 300.0, 12.0),
     "1000": Tier("1000", 32, "8xH100", 1000.0, 41.6),
+    "tiny": Tier("tiny", 2, "1xCPU", 0.0, 0.0),
 }
+# The tiny tier: small enough that 200 steps on two CPU cores take minutes, trained on the embedded
+# sample corpus with its own 8,192-token tokenizer. Depth 2 (d=128, one head of 128).
+TINY = {"seq_len": 256, "vocab_size": 8_192, "device_batch_size": 8, "eval_every": 25, "steps": 200}
 
 
 def get_tier(name: str | int) -> Tier:
@@ -149,6 +154,7 @@ class Plan:
     device: dict
     warnings: tuple[str, ...] = field(default=())
     budget: dict | None = None  # set when --budget chose the depth
+    calibration: dict | None = None  # "calibrated from N runs" or "uncalibrated"
 
     @property
     def depth(self) -> int:
@@ -168,6 +174,7 @@ class Plan:
             "inputs": self.inputs,
             "tier": tier,
             "budget": self.budget,
+            "calibration": self.calibration,
             "model": self.shape.to_dict(),
             "params": self.params.to_dict(),
             "flops_per_token": self.flops_per_token,
@@ -177,7 +184,8 @@ class Plan:
             "memory": self.memory.to_dict(),
             "step_model": self.step.to_dict(),
             "time": self.time.to_dict(),
-            "data": {**self.data.to_dict(), "dir": None, "source": "fineweb",
+            "data": {**self.data.to_dict(), "dir": None,
+                     "source": "sample" if self.tier is not None and self.tier.name == "tiny" else "fineweb",
                      "train_shards": self.data.download_shards},
             "tokenizer": {"dir": None, "vocab_size": self.shape.vocab_size, "ranks_sha256": None},
             "optimizer": self.optimizer,
@@ -236,6 +244,7 @@ def plan(
     compile: bool | None = None,
     budget: float | None = None,
     catalog: Catalog | None = None,
+    calibration: Calibration | None = None,
 ) -> Plan:
     """The whole plan for one model on one fleet. Raises InvalidInput (exit 2) or RequirementFailed (1).
 
@@ -256,6 +265,14 @@ def plan(
                                "or the tier")
         depth = tier_obj.depth
         gpus = gpus or tier_obj.gpus
+        if tier_obj.name == "tiny":
+            seq_len, vocab_size = TINY["seq_len"], TINY["vocab_size"]
+            device_batch_size, eval_every = TINY["device_batch_size"], TINY["eval_every"]
+            steps = steps or TINY["steps"]
+            world = parse_fleet(gpus, catalog, gpus_per_node, nodes).num_gpus
+            total_batch_size = device_batch_size * seq_len * world  # accumulation 1
+            eval_tokens = device_batch_size * seq_len * world
+            compile = False
     if depth is None:
         raise InvalidInput("give a depth (--depth D) or a tier (--tier 100|300|1000)")
     gpus = gpus or "8xH100"
@@ -300,10 +317,32 @@ def plan(
 
     step = predict_step(shape, gpu, memory.device_batch_size, memory.grad_accum_steps, world,
                         fleet.gpus_per_node, fleet.nodes, catalog, inter_node_gbps, counts)
+
+    def model_mfu_at(point: CalibrationPoint) -> float:
+        other = model_shape(point.depth, aspect_ratio, head_dim, kv_heads, vocab_size, point.seq_len)
+        accum = max(1, total_batch_size // (point.device_batch_size * point.seq_len * world))
+        return predict_step(other, gpu, point.device_batch_size, accum, world, fleet.gpus_per_node,
+                            fleet.nodes, catalog, inter_node_gbps).mfu
+
+    cal = None if mfu is not None else calibrated_mfu(calibration, gpu.name, gpu.device_type, world, depth,
+                                                       step.mfu, model_mfu_at)
+    if mfu is not None:
+        used_mfu, mfu_source = mfu, "override"
+    elif cal is not None:
+        used_mfu, mfu_source = cal.mfu, "calibrated"
+    else:
+        used_mfu, mfu_source = step.mfu, "predicted"
+    calibration_note = {
+        "status": f"calibrated from {cal.points} run{'s' if cal.points != 1 else ''} ({cal.method})" if cal
+        else "uncalibrated",
+        "points": cal.points if cal else 0,
+        "source": calibration.source if calibration else None,
+    }
     price_per_hour = gpu.price_per_hour if price is None else float(price)
-    time = time_and_cost(horizon.total_flops, fpt, horizon.steps, total_batch_size, world, gpu.peak_flops,
-                         mfu if mfu is not None else step.mfu, "override" if mfu is not None else "predicted",
-                         price_per_hour, step.inter_node_comm_s, eval_every, eval_tokens)
+    # A CPU's peak is the whole machine's (all ranks share its cores); a GPU fleet's is the sum.
+    fleet_peak = gpu.peak_flops * (world if gpu.device_type == "cuda" else 1)
+    time = time_and_cost(horizon.total_flops, fpt, horizon.steps, total_batch_size, world, fleet_peak,
+                         used_mfu, mfu_source, price_per_hour, step.inter_node_comm_s, eval_every, eval_tokens)
     data = data_plan(horizon.tokens, depth if (aspect_ratio, vocab_size) == (64, 65_536) else None,
                      chars_per_token, chars_per_shard)
     if data.warning:
@@ -323,5 +362,5 @@ def plan(
         inputs=inputs, tier=tier_obj, shape=shape, params=counts, flops_per_token=fpt, horizon=horizon,
         fleet=fleet, parallelism=parallelism, memory=memory, step=step, time=time, data=data,
         optimizer=optimizer_settings(shape), eval_every=eval_every, eval_tokens=eval_tokens,
-        device=device, warnings=tuple(warnings),
+        device=device, warnings=tuple(warnings), calibration=calibration_note,
     )

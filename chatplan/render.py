@@ -97,11 +97,12 @@ def plan_sections(p: Plan) -> list[Section]:
     ]))
     st = p.step
     sections.append(("Time and cost", [
+        ("calibration", (p.calibration or {}).get("status", "uncalibrated")),
         ("MFU", f"{t.mfu:.4f} ({t.mfu_source}" + (
             f"; model: compute {st.compute_s * 1e3:,.0f} ms + memory-bound {st.memory_s * 1e3:,.0f} + "
             f"overhead {st.overhead_s * 1e3:,.0f} + optimizer {st.optimizer_s * 1e3:,.0f} + "
             f"intra-node sync {st.intra_node_comm_s * 1e3:,.0f} ms/step)" if t.mfu_source == "predicted"
-            else f"; model predicts {st.mfu:.4f})")),
+            else f"; the model alone predicts {st.mfu:.4f})")),
         ("step time", f"{t.step_seconds * 1e3:,.0f} ms"),
         ("throughput", f"{t.tokens_per_second:,.0f} tok/s"),
         ("train", hours(t.train_hours)),

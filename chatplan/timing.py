@@ -47,6 +47,12 @@ ATTENTION_TIME_FACTOR = 0.85
 # Launch and Python cost per micro-step with torch.compile (a few ms on an H100).
 MICRO_STEP_OVERHEAD_S = 0.005
 NS_STEPS = 5
+# CPU runs (fp32, eager, gloo): share of the measured fp32 matmul peak the model's matmuls reach.
+# Evidence: the reference nanochat step reaches 49% of this machine's fp32 peak at d4, T 256, batch 8
+# (issue 5's benchmark); CPU runs are better calibrated from `chatplan calibrate` (CPU points only
+# ever apply to CPU plans).
+CPU_MATMUL_SHARE = 0.5
+CPU_MICRO_STEP_OVERHEAD_S = 0.002  # eager dispatch of a few hundred ops
 # Default inter-node link per GPU: 400 Gb/s (one NDR InfiniBand NIC per GPU, common on H100 nodes).
 DEFAULT_INTER_NODE_GBPS = 400.0
 
@@ -101,7 +107,7 @@ def _step_time(shape: ModelShape, gpu: GPU, device_batch_size: int, grad_accum_s
     moved = (ELEMENTWISE_BYTES_PER_LAYER_WIDTH * shape.n_layer * shape.n_embd
              + LOGITS_BYTES_PER_VOCAB * shape.vocab_size)
     memory = tokens * moved / gpu.memory_bandwidth
-    overhead = grad_accum_steps * MICRO_STEP_OVERHEAD_S
+    overhead = grad_accum_steps * (MICRO_STEP_OVERHEAD_S if gpu.device_type == "cuda" else CPU_MICRO_STEP_OVERHEAD_S)
     optimizer = _owned_ns_flops(shape, world_size, embedding_bytes) / matmul_rate
     sync = _sync_bytes(counts, embedding_bytes)
     g = gpus_per_node
@@ -135,7 +141,7 @@ def predict_step(shape: ModelShape, gpu: GPU, device_batch_size: int, grad_accum
                  world_size: int, gpus_per_node: int, nodes: int, catalog: Catalog,
                  inter_node_gbps: float = DEFAULT_INTER_NODE_GBPS,
                  counts: ParamCounts | None = None) -> StepTime:
-    k = software_efficiency(catalog)
+    k = software_efficiency(catalog) if gpu.device_type == "cuda" else CPU_MATMUL_SHARE
     return _step_time(shape, gpu, device_batch_size, grad_accum_steps, world_size, gpus_per_node,
                       nodes, k, inter_node_gbps, counts)
 
@@ -172,7 +178,7 @@ def time_and_cost(
     steps: int,
     total_batch_size: int,
     num_gpus: int,
-    peak_flops: float,
+    fleet_peak_flops: float,
     mfu: float,
     mfu_source: str,
     price_per_gpu_hour: float,
@@ -180,7 +186,7 @@ def time_and_cost(
     eval_every: int,
     eval_tokens: int,
 ) -> TimeCost:
-    rate = num_gpus * peak_flops * mfu  # useful FLOP/s of the fleet
+    rate = fleet_peak_flops * mfu  # useful FLOP/s of the fleet
     train_s = total_flops / rate
     passes = eval_passes(steps, eval_every)
     eval_s = passes * eval_tokens * (flops_per_token / 3) / rate  # a forward pass is 1/3 of training

@@ -1,0 +1,166 @@
+"""Calibration: what real runs achieved, fed back into the next plan's MFU.
+
+A calibration file (JSON, `$CHATPLAN_CALIBRATION`, default `~/.config/chatplan/calibration.json`)
+holds one point per recorded run: GPU type, device type, world size, depth, batch, context, chatplan
+version, achieved MFU and memory. The CLI loads it and passes it to `plan()` (which reads no files).
+
+Which points apply: only those on the same GPU type (and device type — CPU runs never calibrate a
+GPU plan) and the same world size. Among them, by depth:
+- points at exactly the plan's depth: their mean MFU;
+- points on both sides: linear interpolation in depth between the nearest below and above;
+- points on one side only: the nearest point's MFU scaled by the model's own prediction ratio,
+  model(this plan) / model(the point's depth, batch and context), so the model's width and batch
+  dependence carries the calibration.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+from chatplan.errors import InvalidInput, RuntimeFailure
+
+CALIBRATION_ENV = "CHATPLAN_CALIBRATION"
+FILE_VERSION = 1
+
+
+def default_calibration_path() -> Path:
+    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
+    return Path(base) / "chatplan" / "calibration.json"
+
+
+@dataclass(frozen=True)
+class CalibrationPoint:
+    gpu: str
+    device_type: str
+    world_size: int
+    depth: int
+    device_batch_size: int
+    seq_len: int
+    mfu: float
+    chatplan_version: str
+    peak_allocated_gib: float | None = None
+    peak_reserved_gib: float | None = None
+    device_used_gib: float | None = None
+    recorded_at: str = ""
+    run_dir: str = ""
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+@dataclass(frozen=True)
+class Calibration:
+    points: tuple[CalibrationPoint, ...] = ()
+    source: str = ""
+
+    def matching(self, gpu: str, device_type: str, world_size: int) -> list[CalibrationPoint]:
+        return [p for p in self.points
+                if p.gpu == gpu and p.device_type == device_type and p.world_size == world_size]
+
+
+@dataclass(frozen=True)
+class CalibratedMFU:
+    mfu: float
+    points: int  # runs it rests on
+    method: str  # "exact" | "interpolated" | "scaled"
+
+
+def calibrated_mfu(calibration: Calibration | None, gpu: str, device_type: str, world_size: int, depth: int,
+                   model_mfu: float, model_mfu_at) -> CalibratedMFU | None:
+    """The MFU the recorded runs imply for `depth`, or None when no point applies.
+
+    `model_mfu` is the uncalibrated model's prediction for this plan; `model_mfu_at(point)` its
+    prediction for a recorded point's depth, batch and context on the same fleet.
+    """
+    if calibration is None:
+        return None
+    pts = calibration.matching(gpu, device_type, world_size)
+    if not pts:
+        return None
+    exact = [p.mfu for p in pts if p.depth == depth]
+    if exact:
+        return CalibratedMFU(sum(exact) / len(exact), len(exact), "exact")
+    below = [p for p in pts if p.depth < depth]
+    above = [p for p in pts if p.depth > depth]
+    if below and above:
+        lo = max(below, key=lambda p: p.depth)
+        hi = min(above, key=lambda p: p.depth)
+        lo_pts = [p for p in below if p.depth == lo.depth]
+        hi_pts = [p for p in above if p.depth == hi.depth]
+        lo_mfu = sum(p.mfu for p in lo_pts) / len(lo_pts)
+        hi_mfu = sum(p.mfu for p in hi_pts) / len(hi_pts)
+        w = (depth - lo.depth) / (hi.depth - lo.depth)
+        return CalibratedMFU(lo_mfu + w * (hi_mfu - lo_mfu), len(lo_pts) + len(hi_pts), "interpolated")
+    nearest_depth = min(pts, key=lambda p: abs(p.depth - depth)).depth
+    near = [p for p in pts if p.depth == nearest_depth]
+    ratios = [p.mfu / model_mfu_at(p) for p in near]
+    return CalibratedMFU(min(1.0, model_mfu * sum(ratios) / len(ratios)), len(near), "scaled")
+
+
+def load_calibration(path: str | os.PathLike | None) -> Calibration | None:
+    """None for 'none' or a missing default file; a clear error for an unreadable explicit one."""
+    if path is not None and str(path).lower() == "none":
+        return None
+    explicit = path is not None or bool(os.environ.get(CALIBRATION_ENV))
+    file = Path(path or os.environ.get(CALIBRATION_ENV) or default_calibration_path())
+    if not file.exists():
+        if explicit and path is not None:
+            raise InvalidInput(f"calibration file {str(file)!r} does not exist (use --calibration none to skip)")
+        return Calibration(source=str(file))
+    try:
+        doc = json.loads(file.read_text())
+        points = tuple(CalibrationPoint(**p) for p in doc.get("points", []))
+    except (OSError, ValueError, TypeError) as e:
+        raise InvalidInput(f"calibration file {str(file)!r} is not valid: {e}") from None
+    return Calibration(points=points, source=str(file))
+
+
+def record_point(path: str | os.PathLike, point: CalibrationPoint) -> int:
+    """Append a point (atomic rewrite); returns how many points the file now holds."""
+    file = Path(path)
+    existing = load_calibration(file) if file.exists() else Calibration()
+    points = [p.to_dict() for p in (existing.points if existing else ())]
+    points.append(point.to_dict())
+    doc = {"version": FILE_VERSION, "points": points}
+    tmp = file.with_name(file.name + ".tmp")
+    try:
+        file.parent.mkdir(parents=True, exist_ok=True)
+        tmp.write_text(json.dumps(doc, indent=2) + "\n")
+        os.replace(tmp, file)
+    except OSError as e:
+        raise RuntimeFailure(f"cannot write calibration file {str(file)!r}: {e.strerror}") from None
+    return len(points)
+
+
+def point_from_run(run_dir: str | os.PathLike) -> CalibrationPoint:
+    """Read a finished run's plan.json and report.json into a calibration point."""
+    run = Path(run_dir)
+    try:
+        plan = json.loads((run / "plan.json").read_text())
+        report = json.loads((run / "report.json").read_text())
+    except FileNotFoundError as e:
+        raise InvalidInput(f"{str(run)!r} is not a finished run directory: {Path(e.filename).name} is missing") \
+            from None
+    except ValueError as e:
+        raise InvalidInput(f"{str(run)!r} holds an unreadable plan or report: {e}") from None
+    mfu = (report.get("mfu") or {}).get("achieved")
+    if not mfu:
+        raise InvalidInput(f"{str(run)!r}: report.json has no achieved MFU (did the run finish a step?)")
+    memory = report.get("memory_gib") or {}
+
+    def achieved(key: str) -> float | None:
+        return (memory.get(key) or {}).get("achieved")
+
+    return CalibrationPoint(
+        gpu=plan["device"]["gpu"], device_type=plan["device"]["type"],
+        world_size=plan["parallelism"]["world_size"], depth=plan["model"]["n_layer"],
+        device_batch_size=plan["parallelism"]["device_batch_size"], seq_len=plan["model"]["sequence_len"],
+        mfu=float(mfu), chatplan_version=plan.get("chatplan_version", ""),
+        peak_allocated_gib=achieved("max_allocated"), peak_reserved_gib=achieved("max_reserved"),
+        device_used_gib=achieved("device_used"),
+        recorded_at=datetime.now(timezone.utc).isoformat(timespec="seconds"), run_dir=str(run.resolve()),
+    )
