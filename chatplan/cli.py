@@ -13,7 +13,14 @@ from typing import Annotated, Any
 
 import typer
 
-from chatplan.errors import EXIT_INTERRUPTED, EXIT_INVALID, EXIT_REQUIREMENT, ChatplanError, InvalidInput
+from chatplan.errors import (
+    EXIT_INTERRUPTED,
+    EXIT_INVALID,
+    EXIT_REQUIREMENT,
+    ChatplanError,
+    InvalidInput,
+    RequirementFailed,
+)
 
 app = typer.Typer(
     add_completion=False,
@@ -301,6 +308,114 @@ def compare(
                       f"{d['pretrain_hours']:,.2f}" + (" (late)" if late else ""), f"${d['cost_usd']:,.0f}",
                       f"MFU {d['mfu']:.3f}"])
     render_grid(["#", "fleet", "verdict", "batch x accum", "hours", "cost", "note"], table, fmt, title)
+
+
+@app.command(name="run")
+@planner_options
+def run_cmd(
+    plan_args: dict,
+    device: Annotated[str | None, typer.Option("--device", help="cpu or cuda (default: cuda; cpu for tiny).")]
+    = None,
+    nproc: Annotated[int | None, typer.Option("--nproc", help="Processes per node (default: GPUs per node).")]
+    = None,
+    node_rank: Annotated[int, typer.Option("--node-rank", help="This node's rank in a multi-node fleet.")] = 0,
+    rdzv_endpoint: Annotated[str | None, typer.Option("--rdzv-endpoint", help="HOST:PORT of node 0 (multi-node).")]
+    = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Run directory (default: runs/d<depth>-<fleet>).")]
+    = None,
+    data: Annotated[str | None, typer.Option("--data", help="'sample' (embedded corpus) or a shard directory.")]
+    = None,
+    yes: Annotated[bool, typer.Option("--yes", "-y", help="Start without asking about the predicted cost.")]
+    = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print the plan and every node's command; run nothing.")]
+    = False,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from the newest complete checkpoint.")] = False,
+) -> None:
+    """Resolve the plan, prepare data and tokenizer, launch the trainer (torchrun), report and calibrate."""
+    import time
+
+    from chatplan import run as runner
+    from chatplan.calibration import CALIBRATION_ENV, default_calibration_path, point_from_run, record_point
+    from chatplan.data import DEFAULT_DATA_DIR, DEFAULT_TOKENIZER_DIR
+    from chatplan.render import plan_sections, render_sections
+
+    started = time.perf_counter()
+    args = dict(plan_args)
+    tiny = str(args["tier"]) == "tiny"
+    device = device or ("cpu" if tiny else "cuda")
+    if device not in ("cpu", "cuda"):
+        raise InvalidInput(f"--device {device!r} is not one of cpu, cuda")
+    if nproc is not None and nproc < 1:
+        raise InvalidInput(f"--nproc must be at least 1, got {nproc}")
+    if device == "cpu":
+        if args["gpus"] is None:
+            args["gpus"] = f"{nproc or 1}xCPU"
+            args["gpus_per_node"] = nproc or 1
+        elif nproc is not None:
+            args["gpus_per_node"] = nproc
+    elif tiny:
+        raise InvalidInput("--tier tiny is a CPU preset: use --device cpu (or leave --device out)")
+    p = make_plan(args)
+    if (p.fleet.gpu.device_type == "cpu") != (device == "cpu"):
+        raise InvalidInput(f"--device {device} does not match the fleet {p.fleet.label}")
+    if nproc is not None and nproc != p.fleet.gpus_per_node:
+        raise InvalidInput(f"--nproc {nproc} disagrees with {p.fleet.label} at {p.fleet.gpus_per_node} per node")
+    if not 0 <= node_rank < p.fleet.nodes:
+        raise InvalidInput(f"--node-rank {node_rank} is outside 0..{p.fleet.nodes - 1}")
+    sample = tiny or data == "sample"
+    run_dir = Path(out or f"runs/d{p.depth}-{p.fleet.label}").resolve()
+    doc = p.to_dict()
+    if sample:
+        data_dir, tok_dir, source = run_dir / "sample", run_dir / "tokenizer", "sample"
+    else:
+        data_dir = Path(data).expanduser().resolve() if data else DEFAULT_DATA_DIR
+        tok_dir, source = DEFAULT_TOKENIZER_DIR, "fineweb"
+    doc["data"] = {**doc["data"], "dir": str(data_dir), "source": source}
+    doc["tokenizer"] = {**doc["tokenizer"], "dir": str(tok_dir)}
+    plan_path = run_dir / "plan.json"
+    launch = runner.launch_commands(doc, plan_path, run_dir, rdzv_endpoint=rdzv_endpoint, resume=resume)
+    render_sections(plan_sections(p), "rich" if sys.stdout.isatty() else "plain",
+                    f"chatplan run: d{p.depth} on {p.fleet.label}", p.warnings)
+    if dry_run:
+        runner.write_json(plan_path, doc)
+        sys.stdout.write(f"\nplan written to {plan_path}\n")
+        for r in range(launch.nodes):
+            sys.stdout.write(f"node {r}: {launch.shell(r)}\n")
+        return
+    runner.confirm_spend(p.time.cost_usd, yes)
+    if sample:
+        data_dir, tok_dir = runner.prepare_sample(run_dir, p.shape.vocab_size)
+    else:
+        runner.prepare_fineweb(doc, data_dir, tok_dir, yes)
+        detected = runner.detected_gpu()
+        if detected is None:
+            raise RequirementFailed(f"no NVIDIA GPU found (nvidia-smi) but the plan is for {p.fleet.gpu.name}")
+        if not runner.gpu_matches(p.fleet.gpu.name, detected):
+            raise RequirementFailed(f"this machine has {detected!r} but the plan is for {p.fleet.gpu.name}: "
+                                    f"re-plan with --gpus {p.fleet.num_gpus}x<your GPU>")
+    runner.preflight_disk(run_dir, runner.CHECKPOINTS_KEPT * runner.checkpoint_bytes(doc),
+                          f"{runner.CHECKPOINTS_KEPT} checkpoints")
+    doc = runner.bind_inputs(doc, data_dir, source, tok_dir)
+    runner.write_json(plan_path, doc)
+    sys.stdout.write(f"launching node {node_rank}: {launch.shell(node_rank)}\n")
+    sys.stdout.flush()
+    code = runner.execute(launch, node_rank)
+    if code == 130:
+        raise KeyboardInterrupt
+    if code != 0:
+        raise ChatplanError(f"the trainer exited with code {code}; resume with the same command and --resume", 3)
+    if node_rank != 0:
+        return
+    report = runner.finish_report(run_dir, doc, time.perf_counter() - started, runner.sample_model(run_dir))
+    from chatplan.render import render_grid
+
+    render_grid(["", "achieved", "predicted", "relative error"], runner.report_rows(report),
+                "rich" if sys.stdout.isatty() else "plain", f"prediction vs reality: {run_dir}")
+    cal = plan_args.get("calibration")
+    if cal is None or cal.lower() != "none":
+        cal_path = Path(cal or os.environ.get(CALIBRATION_ENV) or default_calibration_path())
+        n = record_point(cal_path, point_from_run(run_dir))
+        sys.stdout.write(f"calibration: recorded this run in {cal_path} ({n} points)\n")
 
 
 @app.command()

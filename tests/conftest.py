@@ -2,8 +2,15 @@
 
 import importlib.util
 import os
+import tempfile
 
 import pytest
+
+# Hermetic runs: calibration and cached data never come from (or go to) the user's real directories.
+# Set at import, before any test imports chatplan.data (which reads CHATPLAN_HOME once).
+_HOME = tempfile.mkdtemp(prefix="chatplan-test-home-")
+os.environ["CHATPLAN_HOME"] = _HOME
+os.environ["CHATPLAN_CALIBRATION"] = os.path.join(_HOME, "calibration.json")
 
 REQUIRED = ["torch", "typer", "rich", "tabulate", "httpx", "pyarrow", "tiktoken", "rustbpe", "hypothesis",
             "pytest_benchmark"]

@@ -7,6 +7,7 @@ import sys
 import pytest
 
 import chatplan
+from chatplan.calibration import load_calibration
 
 
 def run(*args, env=None):
@@ -18,7 +19,9 @@ def test_estimate_json_is_the_plan():
     r = run("estimate", "--depth", "32", "--gpus", "8xH100", "--json")
     assert r.returncode == 0, r.stderr
     doc = json.loads(r.stdout)
-    assert doc == json.loads(json.dumps(chatplan.plan(depth=32, gpus="8xH100").to_dict()))
+    expected = chatplan.plan(depth=32, gpus="8xH100", calibration=load_calibration(None)).to_dict()
+    assert doc == json.loads(json.dumps(expected))
+    assert doc["calibration"]["status"] == "uncalibrated"
     assert doc["params"]["total"] == 1_879_048_192 and doc["flops_per_token"] == 12_079_595_520
 
 
@@ -29,9 +32,9 @@ def test_json_path_imports_no_heavy_modules():
             "('torch', 'rich', 'pyarrow', 'httpx', 'tabulate', 'tiktoken', 'rustbpe'))\nprint(rc, heavy)")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "0 []", out.stderr
-    out = subprocess.run([sys.executable, "-c", "import sys, chatplan; chatplan.plan(depth=20); print(sorted(m for m in "
-                          "sys.modules if m.split('.')[0] in ('torch','rich','pyarrow','httpx','tabulate','typer')))"],
-                         capture_output=True, text=True, timeout=60)
+    api = ("import sys, chatplan; chatplan.plan(depth=20); print(sorted(m for m in sys.modules "
+           "if m.split('.')[0] in ('torch','rich','pyarrow','httpx','tabulate','typer')))")
+    out = subprocess.run([sys.executable, "-c", api], capture_output=True, text=True, timeout=60)
     assert out.stdout.strip() == "[]", out.stderr
 
 
