@@ -406,7 +406,8 @@ def run_cmd(
         raise ChatplanError(f"the trainer exited with code {code}; resume with the same command and --resume", 3)
     if node_rank != 0:
         return
-    report = runner.finish_report(run_dir, doc, time.perf_counter() - started, runner.sample_model(run_dir))
+    samples = runner.sample_model(run_dir)
+    report = runner.finish_report(run_dir, doc, time.perf_counter() - started, samples)
     from chatplan.render import render_grid
 
     render_grid(["", "achieved", "predicted", "relative error"], runner.report_rows(report),

@@ -33,6 +33,9 @@ def generate(model: torch.nn.Module, ids: list[int], max_new_tokens: int, seq_le
 
 
 def sample_run(run_dir: Path, prompts: list[str], max_new_tokens: int = 32) -> dict:
+    # One sequence at a time is far too little work to share between threads: with several, OpenMP's
+    # spin-waiting makes decoding ~50x slower on a busy machine.
+    torch.set_num_threads(1)
     plan = load_plan(run_dir / "plan.json")
     shape = check_model(plan)
     d, _ = ckpt.latest_complete(run_dir)
