@@ -41,7 +41,9 @@ class GPU:
 
     def price_note(self) -> str:
         p = self.provenance.get("price_per_hour", {})
-        return f"assumed, {p['assumed']}" if p.get("assumed") else ("SPEC" if p.get("verified") else "user")
+        if p.get("assumed"):
+            return f"assumed, {p['assumed']}"
+        return "the tiers' basis, SPEC §5" if p.get("verified") else "user"
 
     def to_dict(self) -> dict:
         return {"name": self.name, "description": self.description, "memory_gib": self.memory_gib,

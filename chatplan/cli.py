@@ -194,7 +194,7 @@ def fit(plan_args: dict, json_out: JsonOpt = False, fmt: FormatOpt = "rich") -> 
         fleets = [fleet]
         header = f"on the given fleet {fleet.label}"
     else:
-        fleets = [parse_fleet(f"8x{g.name}", catalog) for g in catalog.gpus]
+        fleets = [parse_fleet(f"8x{g.name}", catalog) for g in catalog.gpus if g.device_type == "cuda"]
         header = "assuming one node of 8 GPUs of each type (pass --gpus to choose)"
     seqs_per_step = args["total_batch_size"] // args["seq_len"]
     result = []
