@@ -104,3 +104,26 @@ def test_reference_step_matches_nanochat() -> None:
     with torch.no_grad():
         loss1 = model(ref["idx"], ref["targets"])
     assert abs(loss1.item() - ref["loss1"].item()) < 1e-5
+
+
+def test_fused_cpu_loss_equals_the_plain_path() -> None:
+    """The chunked CPU loss (no (N, V) logits) against materialised logits: value and gradients,
+    with ignored targets (-1), for training (mean) and evaluation (per token)."""
+    torch.manual_seed(3)
+    model = build_model(GPTConfig.from_shape(model_shape(1, vocab_size=3000, seq_len=64)))
+    torch.nn.init.normal_(model.lm_head.weight, std=0.3)  # non-zero head: logits reach the soft-cap
+    idx, tgt = torch.randint(0, 3000, (3, 64)), torch.randint(0, 3000, (3, 64))
+    tgt[0, :5] = -1
+    results = []
+    for fused in (False, True):
+        model.fused_loss = fused
+        model.zero_grad(set_to_none=True)
+        loss = model(idx, tgt)
+        loss.backward()
+        per_token = model(idx, tgt, reduction="none")
+        results.append((loss.detach(), per_token.detach(), {n: p.grad.clone() for n, p in model.named_parameters()}))
+    (l0, t0, g0), (l1, t1, g1) = results
+    assert torch.allclose(l0, l1, rtol=1e-6, atol=1e-6)
+    assert torch.allclose(t0, t1, rtol=1e-5, atol=1e-5) and (t1[:5] == 0).all()
+    for name in g0:
+        assert (g0[name] - g1[name]).abs().max() <= 1e-5 * g0[name].abs().max(), name
