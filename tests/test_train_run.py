@@ -1,0 +1,227 @@
+"""`python -m chatplan_train` end to end on the sample corpus: refusals, kill and resume, tampered
+checkpoints, re-sharding, signals, and the step-100 loss of a depth-2 model."""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+import torch
+
+from chatplan.data import write_sample_corpus
+from chatplan.data.shards import iter_texts
+from chatplan.tokenizer import train_tokenizer
+from chatplan_train.testing import cpu_plan
+
+VOCAB = 4096
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory: pytest.TempPathFactory) -> dict:
+    """The sample corpus, a 4,096-token tokenizer trained on it, and a private CPU-peak cache."""
+    root = tmp_path_factory.mktemp("train_run")
+    sample = write_sample_corpus(root / "sample")
+    texts = (t for p in sample.train_paths for t in iter_texts(p))
+    tok = train_tokenizer(texts, VOCAB, root / "tokenizer")
+    return {"root": root, "data": sample.dir, "tokenizer": root / "tokenizer", "sha": tok.ranks_sha256,
+            "cache": root / "cache"}
+
+
+def write_plan(corpus: dict, name: str, **kw) -> Path:
+    args = dict(vocab_size=VOCAB, seq_len=64, device_batch_size=4, steps=8, eval_every=4, eval_tokens=512,
+                data_dir=corpus["data"], tokenizer_dir=corpus["tokenizer"], ranks_sha256=corpus["sha"])
+    args.update(kw)
+    path = corpus["root"] / f"{name}.json"
+    path.write_text(json.dumps(cpu_plan(2, **args), indent=1))
+    return path
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def launch(corpus: dict, plan: Path, out: Path, world: int = 1, *args: str, env: dict | None = None,
+           wait: bool = True):
+    """Run the trainer as `world` processes with torchrun's environment variables."""
+    base = {**os.environ, "CHATPLAN_CACHE_DIR": str(corpus["cache"]), "PYTHONPATH": str(ROOT),
+            **(env or {})}
+    cmd = [sys.executable, "-m", "chatplan_train", "--plan", str(plan), "--out", str(out), *args]
+    port = free_port()
+    procs = []
+    for rank in range(world):
+        e = dict(base)
+        if world > 1:
+            e.update(RANK=str(rank), LOCAL_RANK=str(rank), WORLD_SIZE=str(world), MASTER_ADDR="127.0.0.1",
+                     MASTER_PORT=str(port), OMP_NUM_THREADS="1")
+        procs.append(subprocess.Popen(cmd, env=e, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                      text=True))
+    if not wait:
+        return procs
+    results = [(p.wait(timeout=300), *p.communicate()) for p in procs]
+    return results  # [(returncode, stdout, stderr)] per rank
+
+
+def steps_of(out: Path) -> dict[int, dict]:
+    rows = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    return {r["step"]: r for r in rows if r["type"] == "step"}
+
+
+def final_weights(out: Path, step: int = 8) -> dict[str, torch.Tensor]:
+    return torch.load(out / "checkpoints" / f"step_{step:08d}" / "model.pt", weights_only=True)
+
+
+def assert_same_weights(a: dict[str, torch.Tensor], b: dict[str, torch.Tensor]) -> None:
+    assert a.keys() == b.keys()
+    for name in a:
+        assert torch.equal(a[name], b[name]), name
+
+
+# -- refusals: one line on stderr, exit 2, no traceback ------------------------------------------------
+
+
+def refuse(corpus: dict, plan: dict | Path, *args: str, env: dict | None = None) -> str:
+    if isinstance(plan, dict):
+        path = corpus["root"] / "bad.json"
+        path.write_text(json.dumps(plan))
+        plan = path
+    [(code, _, err)] = launch(corpus, plan, corpus["root"] / "refused", 1, *args, env=env)
+    lines = [line for line in err.splitlines() if line.strip()]
+    assert code == 2, err
+    assert len(lines) == 1 and "Traceback" not in err, err
+    return lines[0]
+
+
+def test_refuses_bad_plans_and_flags(corpus: dict) -> None:
+    good = write_plan(corpus, "good")
+    plan = json.loads(good.read_text())
+    assert "WORLD_SIZE is 2" in refuse(corpus, good, env={"WORLD_SIZE": "2"})
+    assert "params.total" in refuse(corpus, {**plan, "params": {**plan["params"], "total": 1}})
+    assert "flops_per_token" in refuse(corpus, {**plan, "flops_per_token": plan["flops_per_token"] + 1})
+    assert "model.mlp_hidden" in refuse(corpus, {**plan, "model": {**plan["model"], "mlp_hidden": 7}})
+    assert "sha256" in refuse(corpus, {**plan, "tokenizer": {**plan["tokenizer"], "ranks_sha256": "0" * 64}})
+    other_vocab = cpu_plan(2, vocab_size=2 * VOCAB, seq_len=64, device_batch_size=4, data_dir=corpus["data"],
+                           tokenizer_dir=corpus["tokenizer"])
+    assert "4,096 tokens" in refuse(corpus, other_vocab)
+    assert "missing key" in refuse(corpus, {k: v for k, v in plan.items() if k != "optimizer"})
+    assert "total batch" in refuse(corpus, {**plan, "parallelism": {**plan["parallelism"],
+                                                                     "grad_accum_steps": 3}})
+    assert "--lr" in refuse(corpus, good, "--lr", "3")
+    assert "--steps" in refuse(corpus, good, "--steps", "0")
+    assert "not found" in refuse(corpus, corpus["root"] / "nope.json")
+
+
+# -- kill -9 right after a checkpoint, then --resume: the same run, bit for bit ------------------------
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("world", [1, 2])
+def test_kill_and_resume_reproduce_the_uninterrupted_run(corpus: dict, world: int) -> None:
+    plan = write_plan(corpus, f"kill{world}", world_size=world)
+    full, killed = corpus["root"] / f"full{world}", corpus["root"] / f"killed{world}"
+    for code, _, err in launch(corpus, plan, full, world, "--save-every", "3"):
+        assert code == 0, err
+    for code, _, err in launch(corpus, plan, killed, world, "--save-every", "3",
+                               env={"CHATPLAN_TEST_KILL_AFTER_CHECKPOINT": "3"}):
+        assert code == -signal.SIGKILL, err
+    assert max(steps_of(killed)) == 2  # died right after the step-3 checkpoint
+    resumed = launch(corpus, plan, killed, world, "--save-every", "3", "--resume")
+    assert all(code == 0 for code, _, _ in resumed), resumed
+    assert "resumed from" in resumed[0][1] and "(step 3)" in resumed[0][1]
+
+    a, b = steps_of(full), steps_of(killed)
+    assert sorted(a) == sorted(b) == list(range(8))
+    assert [a[s]["loss"] for s in a] == [b[s]["loss"] for s in a]
+    assert [a[s]["grad_norm"] for s in a] == [b[s]["grad_norm"] for s in a]
+    assert_same_weights(final_weights(full), final_weights(killed))
+
+    # what a finished run leaves: report.json, evals at 0, 4 and 8, checkpoints with manifests
+    report = json.loads((full / "report.json").read_text())
+    assert report["steps_done"] == 8 and report["tokens_per_second"]["achieved"] > 0
+    assert report["mfu"]["achieved"] > 0 and "torch.mm fp32 2048" in report["peak_flops"]["method"]
+    evals = [json.loads(x) for x in (full / "metrics.jsonl").read_text().splitlines()]
+    assert [r["step"] for r in evals if r["type"] == "eval"] == [0, 4, 8]
+    manifest = json.loads((full / "checkpoints" / "step_00000008" / "MANIFEST.json").read_text())
+    assert set(manifest["files"]) == {"model.pt", "meta.json"} | {f"rank{r:05d}.pt" for r in range(world)}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("damage", ["truncate model.pt", "flip a byte of rank00000.pt"])
+def test_a_damaged_checkpoint_falls_back_to_the_previous_one(corpus: dict, damage: str) -> None:
+    plan = write_plan(corpus, "damage")
+    full = corpus["root"] / "damage_full"
+    if not (full / "report.json").exists():
+        [(code, _, err)] = launch(corpus, plan, full, 1, "--save-every", "3")
+        assert code == 0, err
+    run = corpus["root"] / f"damaged_{damage.split()[0]}"
+    shutil.rmtree(run, ignore_errors=True)
+    shutil.copytree(full, run)
+    latest = run / "checkpoints" / "step_00000008"
+    if damage.startswith("truncate"):
+        data = (latest / "model.pt").read_bytes()
+        (latest / "model.pt").write_bytes(data[: len(data) // 2])
+    else:
+        data = bytearray((latest / "rank00000.pt").read_bytes())
+        data[len(data) // 2] ^= 0xFF
+        (latest / "rank00000.pt").write_bytes(bytes(data))
+    [(code, out, err)] = launch(corpus, plan, run, 1, "--save-every", "3", "--resume")
+    assert code == 0, err
+    assert "fails its SHA-256" in out and "(step 6)" in out
+    assert_same_weights(final_weights(full), final_weights(run))
+    assert [r["loss"] for r in steps_of(run).values()] == [r["loss"] for r in steps_of(full).values()]
+
+
+@pytest.mark.slow
+def test_resume_on_another_world_size_reshards_the_optimizer(corpus: dict) -> None:
+    two = write_plan(corpus, "reshard2", world_size=2, steps=4)
+    one = write_plan(corpus, "reshard1", world_size=1, grad_accum_steps=2, steps=6)
+    run = corpus["root"] / "reshard"
+    for code, _, err in launch(corpus, two, run, 2, "--save-every", "2"):
+        assert code == 0, err
+    [(code, out, err)] = launch(corpus, one, run, 1, "--save-every", "2", "--resume")
+    assert code == 0, err
+    assert "re-sharded" in out and "(step 4)" in out
+    assert sorted(steps_of(run)) == list(range(6))
+    ranks = torch.load(run / "checkpoints" / "step_00000006" / "rank00000.pt", weights_only=True)
+    assert len(ranks["optimizer"]) == 2 + 6 * 2  # one rank owns the state of all 14 tensors now
+    assert ranks["optimizer"]["lm_head.weight"]["step"].item() == 6  # AdamW's count carried over
+
+
+@pytest.mark.slow
+def test_sigterm_checkpoints_and_exits_130(corpus: dict) -> None:
+    plan = write_plan(corpus, "sigterm", steps=400, eval_every=0)
+    out = corpus["root"] / "sigterm"
+    [proc] = launch(corpus, plan, out, 1, "--save-every", "0", wait=False)
+    deadline = time.time() + 60
+    while time.time() < deadline and not ((out / "metrics.jsonl").exists() and steps_of(out)):
+        time.sleep(0.1)
+    proc.send_signal(signal.SIGTERM)
+    code = proc.wait(timeout=60)
+    err = proc.stderr.read()
+    assert code == 130, err
+    manifests = list((out / "checkpoints").glob("step_*/MANIFEST.json"))
+    assert len(manifests) == 1
+    step = json.loads(manifests[0].read_text())["step"]
+    assert 0 < step < 400 and max(steps_of(out)) == step - 1
+
+
+@pytest.mark.slow
+def test_depth2_ema_loss_at_step_100_is_two_nats_below_ln_v(corpus: dict) -> None:
+    plan = write_plan(corpus, "ema", seq_len=128, device_batch_size=16, steps=100, eval_every=0)
+    out = corpus["root"] / "ema"
+    [(code, _, err)] = launch(corpus, plan, out, 1, "--save-every", "0")
+    assert code == 0, err
+    rows = steps_of(out)
+    assert rows[0]["loss"] == pytest.approx(math.log(VOCAB), abs=1e-4)  # zero-initialised lm_head
+    assert rows[99]["ema_loss"] <= math.log(VOCAB) - 2, rows[99]
