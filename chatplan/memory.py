@@ -1,24 +1,26 @@
 """Per-rank peak memory of the bundled trainer, term by term, and the automatic device batch size.
 
-What is resident on every rank (SPEC §5, and chatplan_train's layout):
-- weights: fp32 masters, except `wte` which is bf16 on CUDA;
-- gradients: the parameter's dtype, full on every rank (they are all-reduced, not sharded);
+What is resident on every rank (SPEC §5, and chatplan_train's layout, `chatplan_train/optim.py`):
+- weights: fp32 masters, except `wte` which is bf16 on CUDA; they live in flat buffers;
+- gradients: the parameter's dtype, full on every rank, in persistent flat buffers that are zeroed
+  (not freed) after each step, so they exist at every moment of the step;
 - optimizer state: only for the parameters this rank owns (`chatplan.sharding.owner_map`),
   computed for the most-loaded rank;
 - under CUDA autocast, the bf16 casts of the fp32 matrices and lm_head, saved for backward;
 - activations saved for backward (per micro-batch), and the logits path of the loss.
 
 The peak moment. Within a step the allocated memory peaks where the forward pass has finished and
-the loss backward starts: every saved activation is alive, plus the logits path. Gradients are set to
-None after every optimizer step, so with one micro-step per step they are born during backward,
-while activations die (we count them absent at the peak; the optimizer-step moment, below, covers the
-other side). With gradient accumulation, micro-steps 2..N run their forward with full gradients
-resident. The optimizer step is a second candidate peak (weights + gradients + state + its working
-buffers, activations freed); the larger of the two is reported.
+the loss backward starts: every saved activation is alive, plus the logits path (and, on CUDA, the
+fp32 gradient of the logits that the loss backward creates first). Backward then frees activations
+layer by layer while it adds into the already-allocated gradient buffers, so memory only falls.
+The optimizer step is a second candidate: weights + gradients + state + its working buffers (the
+stacked Newton-Schulz of the largest group of same-shaped matrices this rank owns), with the
+activations gone. The larger of the two is reported, and which one it was.
 
 Three figures, always named: `peak_allocated_gib` (comparable to torch.cuda.max_memory_allocated),
 `peak_reserved_gib` (+ the allocator's cache), `peak_device_gib` (+ CUDA context, comparable to
 nvidia-smi). GiB = 2^30 bytes. The fit verdict compares `peak_device_gib` with the catalog capacity.
+docs/memory.md derives every term.
 """
 
 from __future__ import annotations
@@ -26,7 +28,7 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 
-from chatplan.counts import block_matrix_shapes, param_counts, param_shapes
+from chatplan.counts import param_counts, param_shapes
 from chatplan.errors import InvalidInput
 from chatplan.shape import ModelShape
 from chatplan.sharding import optimizer_state_bytes, owner_map, rank_loads
@@ -38,20 +40,19 @@ GIB = 2**30
 CUDA_CONTEXT_GIB = 0.75
 # The margin under capacity inside which a fit is called "tight": the model's stated uncertainty.
 FIT_MARGIN_FRACTION = 0.05
-# Allocator cache with gradient accumulation, as a multiple of the resident gradient bytes.
-# Evidence (SPEC §5, 8xH100 80 GB, T 2,048): term by term, d32 at batch 8 allocates ~56 GiB, yet
-# nvidia-smi showed ~78 GB; d20 at batch 32 (no accumulation) allocates ~78 GiB and still ran, so
-# the gap is not a flat share of memory: it appears when gradients stay resident across micro-steps
-# (the compiled backward returns fresh gradients that are added into the resident ones after the
-# graph ends, and the allocator keeps those gradient-sized blocks cached beside the cycling
-# activation blocks). PyTorch's caching allocator releases cached blocks and retries before it
-# reports an OOM, so this cache is elastic: it is what nvidia-smi shows, never a cause of OOM. The
-# model lets it grow to k x gradients but only into memory left free above the fit margin.
-# k = 3.0 brings d32/B8 to 75.2 GiB on the device (inside SPEC's 74..79.19). Not measured here (no
-# GPU yet): refit from `benchmarks/results/` runs (max_memory_reserved - max_memory_allocated).
-ACCUMULATION_RESERVE_PER_GRAD_BYTE = 3.0
-# Communication bucket the trainer flattens gradients into for the all-reduce (transient).
-COMM_BUCKET_BYTES = 64 * 2**20
+# Allocator cache, as a multiple of the gradient bytes. Evidence (SPEC §5, 8xH100 80 GB, T 2,048):
+# term by term, d32 at batch 8 allocates ~50 GiB, yet nvidia-smi showed ~78 GB, while d20 at batch
+# 32 allocates ~75 GiB and still ran: the gap is cache, not demand. PyTorch's caching allocator
+# keeps freed blocks (gradient-sized ones from the compiled backward's fresh gradients, activation
+# blocks of several micro-steps) and releases them and retries before it reports an OOM, so the
+# cache is elastic: it is what nvidia-smi shows, never a cause of OOM. The model lets it grow to
+# k x gradient bytes, but only into memory left free above the fit margin. k = 3.6 brings d32/B8 to
+# ~75 GiB on the device (SPEC: 74..79.19). Not measured here (no GPU lent yet): the first constant
+# to refit from `benchmarks/results/` runs (max_memory_reserved - max_memory_allocated).
+ALLOCATOR_CACHE_PER_GRAD_BYTE = 3.6
+# The trainer all-reduces its flat gradient buffers in place, in chunks of 64 Mi elements: the
+# backend's scratch is at most one chunk.
+COMM_BUCKET_BYTES = 64 * 2**20 * 4
 
 
 @dataclass(frozen=True)
@@ -68,6 +69,12 @@ class ExecutionMode:
     @property
     def embedding_bytes(self) -> int:
         return 2 if self.device_type == "cuda" else 4  # wte is kept in bf16 on CUDA
+
+    @property
+    def fused_loss(self) -> bool:
+        """The trainer's CPU path computes the loss and its gradient chunk by chunk in the forward
+        (chatplan_train.model.LinearSoftcapCrossEntropy): no B x T x V tensor is ever saved."""
+        return self.device_type == "cpu"
 
     @property
     def label(self) -> str:
@@ -90,17 +97,18 @@ def activation_bytes_per_token(shape: ModelShape, mode: ExecutionMode) -> float:
       MLP:       x (norm input), x_n (c_fc input), relu(h) (relu's output, also square's input),
                  relu(h)^2 (c_proj input).
       (The pre-rotary q and k are not saved: the cos/sin tables need no gradient.)
-    Compiled (inductor): the rotary outputs and relu(h) are recomputed from what is kept; the c_fc
-    output h is kept in their place.
+    Compiled (inductor): pointwise work is recomputed in backward from what is kept: the rotary
+    outputs from q and k, relu(h) and relu(h)^2 from the c_fc output h, which is kept instead.
     Model level: the embedding output (post-embedding norm input), the final norm's input and output
-    (lm_head input), two rstd, and the int64 token ids and targets.
+    (lm_head's input; on the CPU path the fused loss keeps its input gradient dx instead, same size),
+    two rstd, and the int64 token ids and targets.
     Checked against autograd's saved tensors on CPU (tests/test_memory_vs_trainer.py).
     """
     d, h, kv, hd, L = shape.n_embd, shape.n_head, shape.n_kv_head, shape.head_dim, shape.n_layer
     kvd = kv * hd
     a = mode.activation_bytes
     if mode.compiled:
-        wide = 6 * d + 2 * kvd + 8 * d  # x, x_n, q_n, out, x, x_n | k_n, v | h, relu(h)^2
+        wide = 6 * d + 2 * kvd + 4 * d  # x, x_n, q_n, out, x, x_n | k_n, v | h
     else:
         wide = 7 * d + 3 * kvd + 8 * d  # x, x_n, q_rot, q_n, out, x, x_n | k_rot, k_n, v | r, r^2
     fp32_stats = 4 * (2 + h + kv + h)  # two block norms' rstd, QK-norm rstd, logsumexp per head
@@ -112,17 +120,31 @@ def activation_bytes_per_token(shape: ModelShape, mode: ExecutionMode) -> float:
 def logits_saved_bytes_per_token(shape: ModelShape, mode: ExecutionMode) -> float:
     """The loss path's B x T x V tensors saved for backward, per token.
 
-    Eager fp32: the tanh output and the log-softmax output (2 x 4 bytes). CUDA, compiled: lm_head's
-    bf16 logits are materialised in fp32 for the soft-capped cross-entropy (SPEC §5: 4 GiB at d32,
-    B=8) and that fp32 tensor is what the fused backward reads (4).
+    CUDA, compiled: lm_head's bf16 logits are materialised in fp32 for the soft-capped cross-entropy
+    (SPEC §5: 4 GiB at d32, B=8) and that fp32 tensor is kept for the backward (4 bytes). Eager fp32
+    without the fused loss: the tanh output and the log-softmax output (2 x 4). The CPU fused loss
+    saves nothing per vocabulary entry (see `fused_loss_fixed_bytes`).
     """
+    if mode.fused_loss:
+        return 0.0
     return (4 if mode.activation_bytes == 2 else 8) * shape.vocab_size
 
 
 def logits_backward_bytes_per_token(shape: ModelShape, mode: ExecutionMode) -> float:
-    """Extra B x T x V bytes at the start of the loss backward: the gradient of the logits (fp32 in
-    eager mode; the fused compiled backward writes the bf16 gradient lm_head's backward consumes)."""
-    return (2 if mode.activation_bytes == 2 else 4) * shape.vocab_size
+    """Extra B x T x V bytes at the start of the loss backward: the fp32 gradient of the logits,
+    alive beside the saved logits until it is cast for lm_head's backward."""
+    return 0.0 if mode.fused_loss else 4 * shape.vocab_size
+
+
+FUSED_LOSS_CHUNK_ELEMENTS = 1 << 21  # chatplan_train.model: ~8 MB of fp32 logits per chunk
+
+
+def fused_loss_fixed_bytes(shape: ModelShape, mode: ExecutionMode) -> int:
+    """The CPU fused loss keeps lm_head's weight gradient (V x d fp32) from forward to backward, and
+    works on two chunk-sized buffers while it runs."""
+    if not mode.fused_loss:
+        return 0
+    return 4 * shape.vocab_size * shape.n_embd + 2 * 4 * FUSED_LOSS_CHUNK_ELEMENTS
 
 
 @dataclass(frozen=True)
@@ -139,7 +161,7 @@ class MemoryEstimate:
     logits: int
     # other moments and overheads
     optimizer_step_transient: int
-    allocator_reserve: int  # elastic cache (see ACCUMULATION_RESERVE_PER_GRAD_BYTE)
+    allocator_reserve: int  # elastic cache (see ALLOCATOR_CACHE_PER_GRAD_BYTE)
     cuda_context: int
     peak_moment: str
     backward_peak_gib: float  # allocated at the start of backward (grows with batch and context)
@@ -173,7 +195,7 @@ class Resident:
     optimizer_state: int  # the most-loaded rank
     optimizer_state_per_rank: tuple[int, ...]
     autocast_weight_copies: int  # CUDA autocast: bf16 casts of the fp32 matmul weights, saved for backward
-    optimizer_workspace: int  # one update's temporaries (Newton-Schulz or AdamW)
+    optimizer_workspace: int  # the Muon step's temporaries on the busiest rank (AdamW is fused)
 
 
 @lru_cache(maxsize=1024)
@@ -189,39 +211,56 @@ def resident_bytes(shape: ModelShape, world_size: int, device_type: str) -> Resi
     weights = 4 * matmul_weights + emb * counts.wte
     shapes = param_shapes(shape)
     state = optimizer_state_bytes(shapes, emb)
-    loads = tuple(rank_loads(state, owner_map(shapes, world_size, emb), world_size))
-    m, n = max((sorted(dims) for _, dims in block_matrix_shapes(shape)), key=lambda mn: mn[0] * mn[1])
-    ns_bytes = 2 if device_type == "cuda" else 4  # Newton-Schulz runs in bf16 on CUDA, fp32 on CPU
+    owners = owner_map(shapes, world_size, emb)
+    loads = tuple(rank_loads(state, owners, world_size))
     return Resident(
         weights=weights,
         gradients=weights,
         optimizer_state=max(loads),
         optimizer_state_per_rank=loads,
         autocast_weight_copies=2 * matmul_weights if device_type == "cuda" else 0,
-        # Newton-Schulz on the largest matrix (X, its update, A = X X^T, B), or AdamW's two
-        # parameter-sized fp32 temporaries on lm_head
-        optimizer_workspace=max(ns_bytes * (2 * m * n + 2 * m * m), 2 * 4 * counts.lm_head),
+        optimizer_workspace=muon_workspace(shapes, owners, 2 if device_type == "cuda" else 4),
     )
+
+
+def muon_workspace(shapes: dict[str, tuple[int, int]], owners: dict[str, int], ns_bytes: int) -> int:
+    """Temporaries of the trainer's Muon step on the busiest rank: matrices of one shape are stacked
+    and orthogonalised together, so per group of n same-shaped (r x c) matrices it holds the Nesterov
+    update and its stacked copy (fp32), X, X/|X| and the new X in the Newton-Schulz dtype, A and B
+    (m x m, m = min(r, c)), and the fp32 result. Groups run one after another: the largest counts."""
+    groups: dict[tuple[int, tuple[int, int]], int] = {}
+    for name, dims in shapes.items():
+        if name not in ("transformer.wte.weight", "lm_head.weight"):
+            key = (owners[name], dims)
+            groups[key] = groups.get(key, 0) + 1
+    worst = 0
+    for (_, (r, c)), n in groups.items():
+        m = min(r, c)
+        worst = max(worst, n * r * c * (3 * 4 + 3 * ns_bytes) + 2 * n * m * m * ns_bytes)
+    return worst
 
 
 def _peaks(shape: ModelShape, device_batch_size: int, grad_accum_steps: int, mode: ExecutionMode,
            resident: Resident, capacity_gib: float) -> tuple[int, int, int, int, int, int, int]:
-    """(activations, logits, transient, backward peak, optimizer peak, allocator cache, context) bytes."""
+    """(activations, logits, transient, backward peak, optimizer peak, allocator cache, context) bytes.
+
+    Gradient accumulation does not change the peak: the gradient buffers are resident either way
+    and only one micro-batch's activations exist at a time.
+    """
     tokens = device_batch_size * shape.sequence_len
     cuda = mode.device_type == "cuda"
     activations = int(tokens * activation_bytes_per_token(shape, mode))
-    logits = int(tokens * (logits_saved_bytes_per_token(shape, mode) + logits_backward_bytes_per_token(shape, mode)))
-    grads_resident = resident.gradients if grad_accum_steps > 1 else 0
-    backward = (resident.weights + grads_resident + resident.optimizer_state + resident.autocast_weight_copies
-                + activations + logits)
-    # Optimizer step: every gradient exists, activations are gone; working buffers are one
-    # communication bucket and one update's temporaries.
+    logits = int(tokens * (logits_saved_bytes_per_token(shape, mode) + logits_backward_bytes_per_token(shape, mode))
+                 + fused_loss_fixed_bytes(shape, mode))
+    resident_total = resident.weights + resident.gradients + resident.optimizer_state
+    backward = resident_total + resident.autocast_weight_copies + activations + logits
+    # Optimizer step: activations are gone; the all-reduce scratch and the Muon temporaries remain.
     transient = min(COMM_BUCKET_BYTES, resident.gradients) + resident.optimizer_workspace
-    optimizer = resident.weights + resident.gradients + resident.optimizer_state + transient
+    optimizer = resident_total + transient
     context = int(CUDA_CONTEXT_GIB * GIB) if cuda else 0
     free_above_margin = capacity_gib * (1 - FIT_MARGIN_FRACTION) * GIB - max(backward, optimizer) - context
-    reserve = int(min(ACCUMULATION_RESERVE_PER_GRAD_BYTE * grads_resident, max(0.0, free_above_margin)))
-    return activations, logits, transient, backward, optimizer, reserve if cuda else 0, context
+    cache = int(min(ALLOCATOR_CACHE_PER_GRAD_BYTE * resident.gradients, max(0.0, free_above_margin)))
+    return activations, logits, transient, backward, optimizer, cache if cuda else 0, context
 
 
 def estimate_memory(

@@ -37,15 +37,16 @@ def optimizer_state_bytes(param_shapes: dict[str, tuple[int, int]], embedding_by
     """Bytes of optimizer state per parameter, as the trainer allocates it (SPEC §5).
 
     Muon (every block matrix): one fp32 momentum buffer. AdamW (wte, lm_head): two moments in the
-    parameter's dtype: `wte` is bf16 on CUDA (embedding_bytes=2) and fp32 elsewhere; lm_head is fp32.
+    parameter's dtype (`wte` is bf16 on CUDA, embedding_bytes=2, and fp32 elsewhere; lm_head is
+    fp32) plus the fused implementation's fp32 step counter.
     """
     out = {}
     for name, (rows, cols) in param_shapes.items():
         numel = rows * cols
         if name == "transformer.wte.weight":
-            out[name] = 2 * numel * embedding_bytes
+            out[name] = 2 * numel * embedding_bytes + 4
         elif name == "lm_head.weight":
-            out[name] = 2 * numel * 4
+            out[name] = 2 * numel * 4 + 4
         else:
             out[name] = numel * 4
     return out

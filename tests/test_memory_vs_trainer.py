@@ -3,7 +3,12 @@
 import pytest
 import torch
 
-from chatplan.memory import ExecutionMode, activation_bytes_per_token, logits_saved_bytes_per_token
+from chatplan.memory import (
+    ExecutionMode,
+    activation_bytes_per_token,
+    fused_loss_fixed_bytes,
+    logits_saved_bytes_per_token,
+)
 from chatplan.shape import model_shape
 from chatplan_train.model import GPTConfig, build_model
 
@@ -33,8 +38,82 @@ def test_eager_fp32_activation_term_matches_saved_tensors(depth, seq_len):
     model = build_model(GPTConfig.from_shape(shape))
     mode = ExecutionMode(device_type="cpu", compiled=False)
     per_token = activation_bytes_per_token(shape, mode) + logits_saved_bytes_per_token(shape, mode)
+    # the CPU fused loss saves lm_head's weight gradient (V x d) whatever the batch; its two chunk
+    # buffers are transient (not saved), so they are left out here
+    saved_fixed = 4 * vocab * shape.n_embd
+    assert fused_loss_fixed_bytes(shape, mode) >= saved_fixed
     for batch in (1, 2, 4):
         idx = torch.randint(0, vocab, (batch, seq_len))
         measured = saved_for_backward_bytes(model, idx, torch.randint(0, vocab, (batch, seq_len)))
-        predicted = batch * seq_len * per_token
+        predicted = batch * seq_len * per_token + saved_fixed
         assert predicted == pytest.approx(measured, rel=0.05), (depth, batch, seq_len, measured, predicted)
+
+
+# --- resident terms, byte for byte against the trainer's optimizer ---------------------------------------
+def _resident_tensor_bytes(depth: int, world_size: int, rank: int) -> dict[str, int]:
+    """Build the model and the sharded optimizer, take one step, and count the real tensors' bytes."""
+    from chatplan_train.config import OptimConfig
+    from chatplan_train.optim import ShardedOptimizer
+
+    shape = model_shape(depth, vocab_size=512, seq_len=32)
+    torch.manual_seed(0)
+    model = build_model(GPTConfig.from_shape(shape))
+    opt = ShardedOptimizer(model, OptimConfig(), world_size=world_size, rank=rank)
+    idx = torch.randint(0, 512, (2, 32))
+    model(idx, idx).backward()
+    opt.step(0, 10)
+    params = list(model.parameters())
+    state = sum(t.nbytes for s in opt.state_shard().values() for t in s.values())
+    return {"weights": sum(p.nbytes for p in params), "gradients": sum(p.grad.nbytes for p in params),
+            "flat_gradients": sum(g.nbytes for g in opt.flat_grads), "state": state}
+
+
+@pytest.mark.parametrize("depth", [1, 2, 3, 4])
+def test_resident_terms_equal_the_trainers_tensors_one_rank(depth):
+    from chatplan.memory import resident_bytes
+
+    real = _resident_tensor_bytes(depth, 1, 0)
+    model = resident_bytes(model_shape(depth, vocab_size=512, seq_len=32), 1, "cpu")
+    assert real["weights"] == model.weights
+    assert real["gradients"] == real["flat_gradients"] == model.gradients
+    assert real["state"] == model.optimizer_state == model.optimizer_state_per_rank[0]
+
+
+def _rank_worker(rank: int, world_size: int, port: int, depth: int, queue) -> None:
+    import torch.distributed as dist
+
+    dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size)
+    try:
+        queue.put((rank, _resident_tensor_bytes(depth, world_size, rank)))
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.slow
+def test_resident_terms_equal_the_trainers_tensors_two_gloo_ranks():
+    import socket
+
+    import torch.multiprocessing as mp
+
+    from chatplan.memory import resident_bytes
+
+    ctx = mp.get_context("spawn")
+    for depth in (1, 2, 3, 4):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        queue = ctx.Queue()
+        procs = [ctx.Process(target=_rank_worker, args=(r, 2, port, depth, queue)) for r in range(2)]
+        for p in procs:
+            p.start()
+        got = dict(queue.get(timeout=120) for _ in procs)
+        for p in procs:
+            p.join(timeout=60)
+            assert p.exitcode == 0
+        model = resident_bytes(model_shape(depth, vocab_size=512, seq_len=32), 2, "cpu")
+        for rank in (0, 1):
+            assert got[rank]["weights"] == model.weights and got[rank]["gradients"] == model.gradients
+            assert got[rank]["state"] == model.optimizer_state_per_rank[rank]
+        assert max(got[r]["state"] for r in (0, 1)) == model.optimizer_state
+        assert got[0]["state"] + got[1]["state"] == resident_bytes(
+            model_shape(depth, vocab_size=512, seq_len=32), 1, "cpu").optimizer_state
