@@ -53,11 +53,15 @@ def free_port() -> int:
 
 
 def launch(corpus: dict, plan: Path, out: Path, world: int = 1, *args: str, env: dict | None = None,
-           wait: bool = True):
-    """Run the trainer as `world` processes with torchrun's environment variables."""
+           wait: bool = True, torchrun: bool = False):
+    """Run the trainer as `world` processes with torchrun's environment variables (or torchrun itself)."""
     base = {**os.environ, "CHATPLAN_CACHE_DIR": str(corpus["cache"]), "PYTHONPATH": str(ROOT),
             **(env or {})}
     cmd = [sys.executable, "-m", "chatplan_train", "--plan", str(plan), "--out", str(out), *args]
+    if torchrun:
+        cmd[1:3] = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={world}", "-m",
+                    "chatplan_train"]
+        world, base["OMP_NUM_THREADS"] = 1, "1"  # one launcher process
     port = free_port()
     procs = []
     for rank in range(world):
@@ -130,7 +134,7 @@ def test_refuses_bad_plans_and_flags(corpus: dict) -> None:
 def test_kill_and_resume_reproduce_the_uninterrupted_run(corpus: dict, world: int) -> None:
     plan = write_plan(corpus, f"kill{world}", world_size=world)
     full, killed = corpus["root"] / f"full{world}", corpus["root"] / f"killed{world}"
-    for code, _, err in launch(corpus, plan, full, world, "--save-every", "3"):
+    for code, _, err in launch(corpus, plan, full, world, "--save-every", "3", torchrun=world > 1):
         assert code == 0, err
     for code, _, err in launch(corpus, plan, killed, world, "--save-every", "3",
                                env={"CHATPLAN_TEST_KILL_AFTER_CHECKPOINT": "3"}):
