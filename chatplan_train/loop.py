@@ -316,7 +316,8 @@ def run(cfg: TrainConfig, rt: Runtime, tokenizer: TokenizerLike, train_paths: li
 
     metrics.log({"type": "start", "start_step": start, "steps": cfg.steps, "world_size": W,
                  "device": str(device), "threads": threads, "compile": cfg.compile,
-                 "peak_flops": peak_flops, "peak_method": peak_method})
+                 "peak_flops": peak_flops, "peak_method": peak_method,
+                 "predicted": cfg.plan.get("predictions")})
     ema = loop_state.get("ema", 0.0)
     step_seconds: list[float] = []
     last_loss, last_bpb, exit_code = loop_state.get("last_loss"), loop_state.get("last_bpb"), 0
