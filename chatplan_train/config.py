@@ -60,7 +60,7 @@ class TrainConfig:
     device_batch_size: int
     grad_accum_steps: int
     world_size: int
-    eval_every: int  # 0 disables periodic evaluation (the last step is still evaluated)
+    eval_every: int  # validation at step 0, every eval_every steps and at the last step; 0: never
     eval_tokens: int
     save_every: int  # 0: only at the end and on signals
     compile: bool

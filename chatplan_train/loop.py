@@ -145,8 +145,7 @@ class Metrics:
             return
         path.parent.mkdir(parents=True, exist_ok=True)
         if resume and path.exists():  # drop what the interrupted run logged past its checkpoint
-            kept = [line for line in path.read_text().splitlines()
-                    if line.strip() and json.loads(line).get("step", -1) < start]
+            kept = [line for line in path.read_text().splitlines() if _row_before(line, start)]
             path.write_text("".join(line + "\n" for line in kept))
         elif not resume:
             path.unlink(missing_ok=True)
@@ -195,6 +194,15 @@ class Metrics:
             self.progress.stop()
         if self.file is not None:
             self.file.close()
+
+
+def _row_before(line: str, step: int) -> bool:
+    """A metrics row logged before `step` (rows without a step are kept; a line cut short by a
+    kill -9 is dropped)."""
+    try:
+        return json.loads(line).get("step", -1) < step
+    except (ValueError, AttributeError):
+        return False
 
 
 def _signal_flag() -> dict:

@@ -229,3 +229,14 @@ def test_depth2_ema_loss_at_step_100_is_two_nats_below_ln_v(corpus: dict) -> Non
     rows = steps_of(out)
     assert rows[0]["loss"] == pytest.approx(math.log(VOCAB), abs=1e-4)  # zero-initialised lm_head
     assert rows[99]["ema_loss"] <= math.log(VOCAB) - 2, rows[99]
+
+
+def test_resume_keeps_only_metrics_rows_before_the_checkpoint(tmp_path: Path) -> None:
+    from chatplan_train.loop import Metrics
+
+    path = tmp_path / "metrics.jsonl"
+    rows = [{"type": "start"}] + [{"type": "step", "step": s} for s in range(6)] + [{"type": "eval", "step": 4}]
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows) + '{"type": "step", "st')  # cut by kill -9
+    Metrics(path, True, 10, 3, resume=True).close()
+    kept = [json.loads(line) for line in path.read_text().splitlines()]
+    assert kept == rows[:4]
