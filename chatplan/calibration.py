@@ -21,7 +21,8 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from chatplan.errors import InvalidInput, RuntimeFailure
+from chatplan.errors import InvalidInput
+from chatplan.files import write_json_atomic
 
 CALIBRATION_ENV = "CHATPLAN_CALIBRATION"
 FILE_VERSION = 1
@@ -125,14 +126,7 @@ def record_point(path: str | os.PathLike, point: CalibrationPoint) -> int:
     existing = load_calibration(file) if file.exists() else Calibration()
     points = [p.to_dict() for p in (existing.points if existing else ())]
     points.append(point.to_dict())
-    doc = {"version": FILE_VERSION, "points": points}
-    tmp = file.with_name(file.name + ".tmp")
-    try:
-        file.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(json.dumps(doc, indent=2) + "\n")
-        os.replace(tmp, file)
-    except OSError as e:
-        raise RuntimeFailure(f"cannot write calibration file {str(file)!r}: {e.strerror}") from None
+    write_json_atomic(file, {"version": FILE_VERSION, "points": points})
     return len(points)
 
 

@@ -21,6 +21,7 @@ from chatplan.errors import (
     InvalidInput,
     RequirementFailed,
 )
+from chatplan.files import write_json_atomic
 
 app = typer.Typer(
     add_completion=False,
@@ -377,7 +378,7 @@ def run_cmd(
     render_sections(plan_sections(p), "rich" if sys.stdout.isatty() else "plain",
                     f"chatplan run: d{p.depth} on {p.fleet.label}", p.warnings)
     if dry_run:
-        runner.write_json(plan_path, doc)
+        write_json_atomic(plan_path, doc)
         sys.stdout.write(f"\nplan written to {plan_path}\n")
         for r in range(launch.nodes):
             sys.stdout.write(f"node {r}: {launch.shell(r)}\n")
@@ -396,7 +397,7 @@ def run_cmd(
     runner.preflight_disk(run_dir, runner.CHECKPOINTS_KEPT * runner.checkpoint_bytes(doc),
                           f"{runner.CHECKPOINTS_KEPT} checkpoints")
     doc = runner.bind_inputs(doc, data_dir, source, tok_dir)
-    runner.write_json(plan_path, doc)
+    write_json_atomic(plan_path, doc)
     sys.stdout.write(f"launching node {node_rank}: {launch.shell(node_rank)}\n")
     sys.stdout.flush()
     code = runner.execute(launch, node_rank)
@@ -438,18 +439,6 @@ def calibrate(
     else:
         sys.stdout.write(f"recorded {point.gpu} x{point.world_size}, depth {point.depth}, batch "
                          f"{point.device_batch_size}: MFU {point.mfu:.4f} -> {path} ({n} points)\n")
-
-
-def write_json_atomic(path: Path, doc: object) -> None:
-    """Write to a temporary name, then rename: a crash never leaves half a file."""
-    path = Path(path)
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp.write_text(json.dumps(doc, indent=2) + "\n")
-        os.replace(tmp, path)
-    except OSError as e:
-        raise ChatplanError(f"cannot write {str(path)!r}: {e.strerror}", 3) from None
 
 
 SUBAPPS = {"data": "chatplan.data.cli", "tokenizer": "chatplan.tokenizer.cli"}

@@ -8,7 +8,6 @@ spans nodes), and the report is built from the files it leaves in the run direct
 from __future__ import annotations
 
 import json
-import os
 import shlex
 import shutil
 import subprocess
@@ -17,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from chatplan.errors import InvalidInput, RequirementFailed, RuntimeFailure
+from chatplan.files import write_json_atomic
 
 GIB = 2**30
 CHECKPOINTS_KEPT = 3  # chatplan_train keeps the 3 newest complete checkpoints
@@ -208,13 +208,6 @@ def bind_inputs(plan_doc: dict, data_dir: Path, source: str, tok_dir: Path) -> d
     return doc
 
 
-def write_json(path: Path, doc: object) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp.write_text(json.dumps(doc, indent=2) + "\n")
-    os.replace(tmp, path)
-
-
 def execute(launch: Launch, node_rank: int, env: dict | None = None) -> int:
     """Run this node's command in the foreground; Ctrl-C reaches the trainer, which checkpoints."""
     try:
@@ -246,7 +239,7 @@ def finish_report(run_dir: Path, plan_doc: dict, wall_seconds: float, samples: d
                       "device_batch_size": plan_doc["parallelism"]["device_batch_size"],
                       "steps": plan_doc["horizon"]["steps"]}
     report["samples"] = (samples or {}).get("samples", [])
-    write_json(path, report)
+    write_json_atomic(path, report)
     (run_dir / "report.md").write_text(report_markdown(report))
     return report
 

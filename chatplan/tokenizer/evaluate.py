@@ -7,12 +7,12 @@ validation shard, on whole documents, without BOS tokens (the loader adds those)
 
 from __future__ import annotations
 
-import json
 import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from chatplan.errors import InvalidInput, RuntimeFailure
+from chatplan.errors import InvalidInput
+from chatplan.files import write_json_atomic
 from chatplan.tokenizer.core import Tokenizer, load_tokenizer
 
 EVAL_FILE = "eval.json"  # written next to the tokenizer; `chatplan estimate --tokenizer DIR` reads it
@@ -72,14 +72,7 @@ def evaluate_tokenizer(tokenizer: Tokenizer | str | os.PathLike, data_dir: str |
 def save_eval(result: TokenizerEval, tokenizer_dir: str | os.PathLike) -> Path:
     """Record the measurement beside the tokenizer (with its ranks sha256, so a retrained tokenizer
     cannot be paired with a stale figure)."""
-    path = Path(tokenizer_dir) / EVAL_FILE
-    tmp = path.with_name(f".{EVAL_FILE}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(json.dumps(result.to_dict(), indent=1) + "\n")
-        os.replace(tmp, path)
-    except OSError as e:
-        raise RuntimeFailure(f"cannot write {path}: {e.strerror or e}") from None
-    return path
+    return write_json_atomic(Path(tokenizer_dir) / EVAL_FILE, result.to_dict(), indent=1)
 
 
 def _docs_within(texts: list[str], budget: float) -> int:
