@@ -15,6 +15,7 @@ truncated or tampered file costs one checkpoint, never the run. Loading uses wei
 
 from __future__ import annotations
 
+import ctypes
 import hashlib
 import json
 import os
@@ -65,6 +66,15 @@ def save_torch(obj: Any, path: Path) -> str:
 def save_json(obj: Any, path: Path) -> str:
     data = (json.dumps(obj, indent=1, sort_keys=True) + "\n").encode()
     return _write_atomic(path, lambda w: w.write(data))
+
+
+def sha256_tensors(tensors: dict[str, torch.Tensor]) -> str:
+    """SHA-256 of the raw bytes of tensors, in name order (ranks compare their weights with it)."""
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().contiguous().cpu()
+        h.update((ctypes.c_char * t.nbytes).from_address(t.data_ptr()))  # no copy, no numpy
+    return h.hexdigest()
 
 
 def sha256_file(path: Path, chunk: int = 1 << 24) -> str:

@@ -27,7 +27,7 @@ import torch.distributed as dist
 from chatplan.counts import flops_per_token
 from chatplan.errors import InvalidInput
 from chatplan_train import checkpoint as ckpt
-from chatplan_train.comm import broadcast_json
+from chatplan_train.comm import all_gather_json, broadcast_json
 from chatplan_train.config import TrainConfig
 from chatplan_train.cpu_peak import cpu_peak_flops
 from chatplan_train.loader import Position, Prefetcher, TokenizerLike, validation_windows, windows
@@ -380,8 +380,9 @@ def run(cfg: TrainConfig, rt: Runtime, tokenizer: TokenizerLike, train_paths: li
             step += 1
         if stop:
             sig = flag["signal"]
+            saved = "checkpoint saved" if step > start else "nothing new to checkpoint"
             metrics.say(f"stopped by {signal.Signals(sig).name if sig else 'a signal on another rank'} "
-                        f"at step {step}; checkpoint saved")
+                        f"at step {step}; {saved}")
             exit_code = 130
     finally:
         batches.close()
@@ -396,6 +397,9 @@ def run(cfg: TrainConfig, rt: Runtime, tokenizer: TokenizerLike, train_paths: li
                           flops_per_token=fpt, peak_flops=peak_flops, peak_method=peak_method, world_size=W,
                           wall_seconds=time.perf_counter() - t_wall, steps_done=step, memory=memory,
                           final_val_bpb=last_bpb, final_loss=last_loss)
+    # Every rank's weights must be identical after the broadcasts: the report shows each rank's hash.
+    digest = ckpt.sha256_tensors(dict(model.named_parameters()))
+    report["weights_sha256_per_rank"] = all_gather_json(digest) if W > 1 else [digest]
     if rt.master:
         metrics.log({"type": "report", **report})
         ckpt.save_json(report, out_dir / "report.json")

@@ -154,6 +154,7 @@ def test_kill_and_resume_reproduce_the_uninterrupted_run(corpus: dict, world: in
     report = json.loads((full / "report.json").read_text())
     assert report["steps_done"] == 8 and report["tokens_per_second"]["achieved"] > 0
     assert report["mfu"]["achieved"] > 0 and "torch.mm fp32 2048" in report["peak_flops"]["method"]
+    assert len(report["weights_sha256_per_rank"]) == world and len(set(report["weights_sha256_per_rank"])) == 1
     evals = [json.loads(x) for x in (full / "metrics.jsonl").read_text().splitlines()]
     assert [r["step"] for r in evals if r["type"] == "eval"] == [0, 4, 8]
     manifest = json.loads((full / "checkpoints" / "step_00000008" / "MANIFEST.json").read_text())
