@@ -102,14 +102,14 @@ def calibrated_mfu(calibration: Calibration | None, gpu: str, device_type: str, 
     return CalibratedMFU(min(1.0, model_mfu * sum(ratios) / len(ratios)), len(near), "scaled")
 
 
-def load_calibration(path: str | os.PathLike | None) -> Calibration | None:
-    """None for 'none' or a missing default file; a clear error for an unreadable explicit one."""
+def load_calibration(path: str | os.PathLike | None, must_exist: bool = True) -> Calibration | None:
+    """None for 'none'; an empty calibration for a missing default file (or, with must_exist=False,
+    a missing explicit one that a run is about to create); a clear error for an unreadable one."""
     if path is not None and str(path).lower() == "none":
         return None
-    explicit = path is not None or bool(os.environ.get(CALIBRATION_ENV))
     file = Path(path or os.environ.get(CALIBRATION_ENV) or default_calibration_path())
     if not file.exists():
-        if explicit and path is not None:
+        if path is not None and must_exist:
             raise InvalidInput(f"calibration file {str(file)!r} does not exist (use --calibration none to skip)")
         return Calibration(source=str(file))
     try:

@@ -95,22 +95,21 @@ def planner_options(func):
     return wrapper
 
 
-def make_plan(plan_args: dict, **overrides: Any):
+def make_plan(plan_args: dict, calibration_must_exist: bool = True):
     """Load the catalog (and tokenizer figure) at the edge, then call the pure planner."""
     from chatplan.plan import plan
 
-    args = edge_inputs({**plan_args, **overrides})
-    return plan(**args)
+    return plan(**edge_inputs(plan_args, calibration_must_exist))
 
 
-def edge_inputs(args: dict) -> dict:
+def edge_inputs(args: dict, calibration_must_exist: bool = True) -> dict:
     """Turn the file-ish CLI options into the values plan() takes: catalog, calibration, chars/token."""
     from chatplan.calibration import load_calibration
     from chatplan.catalog import load_catalog
 
     args = dict(args)
     args["catalog"] = load_catalog(args.pop("gpu_catalog"))
-    args["calibration"] = load_calibration(args.pop("calibration"))
+    args["calibration"] = load_calibration(args.pop("calibration"), calibration_must_exist)
     tokenizer_dir = args.pop("tokenizer")
     if tokenizer_dir is not None:
         args["chars_per_token"] = measured_chars_per_token(tokenizer_dir)
@@ -356,7 +355,7 @@ def run_cmd(
             args["gpus_per_node"] = nproc
     elif tiny:
         raise InvalidInput("--tier tiny is a CPU preset: use --device cpu (or leave --device out)")
-    p = make_plan(args)
+    p = make_plan(args, calibration_must_exist=False)  # the run itself may create the file
     if (p.fleet.gpu.device_type == "cpu") != (device == "cpu"):
         raise InvalidInput(f"--device {device} does not match the fleet {p.fleet.label}")
     if nproc is not None and nproc != p.fleet.gpus_per_node:
