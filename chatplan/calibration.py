@@ -4,6 +4,10 @@ A calibration file (JSON, `$CHATPLAN_CALIBRATION`, default `~/.config/chatplan/c
 holds one point per recorded run: GPU type, device type, world size, depth, batch, context, chatplan
 version, achieved MFU and memory. The CLI loads it and passes it to `plan()` (which reads no files).
 
+A point's MFU is measured against the catalog peak the planner uses (on a GPU that is what the
+trainer reports; on a CPU the trainer divides by its own measured matmul peak), so applying it
+reproduces the recorded run's throughput.
+
 Which points apply: only those on the same GPU type (and device type — CPU runs never calibrate a
 GPU plan) and the same world size. Among them, by depth:
 - points at exactly the plan's depth: their mean MFU;
@@ -141,9 +145,14 @@ def point_from_run(run_dir: str | os.PathLike) -> CalibrationPoint:
             from None
     except ValueError as e:
         raise InvalidInput(f"{str(run)!r} holds an unreadable plan or report: {e}") from None
-    mfu = (report.get("mfu") or {}).get("achieved")
-    if not mfu:
-        raise InvalidInput(f"{str(run)!r}: report.json has no achieved MFU (did the run finish a step?)")
+    tok_s = (report.get("tokens_per_second") or {}).get("achieved")
+    if not tok_s:
+        raise InvalidInput(f"{str(run)!r}: report.json has no achieved throughput (did the run finish a step?)")
+    # MFU against the peak the planner uses (the catalog's): on a GPU that is what the trainer reports;
+    # on a CPU the trainer divides by its own measured matmul peak, which the next plan does not know.
+    world = plan["parallelism"]["world_size"]
+    fleet_peak = plan["predictions"]["peak_flops_per_gpu"] * (world if plan["device"]["type"] == "cuda" else 1)
+    mfu = plan["flops_per_token"] * tok_s / fleet_peak
     memory = report.get("memory_gib") or {}
 
     def achieved(key: str) -> float | None:

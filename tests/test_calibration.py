@@ -54,7 +54,10 @@ def _fake_run(tmp_path, mfu=0.47):
     run = tmp_path / "run"
     run.mkdir()
     (run / "plan.json").write_text(json.dumps(chatplan.plan(depth=20).to_dict()))
+    p = chatplan.plan(depth=20)
+    tok_s = mfu * 8 * 989e12 / p.flops_per_token  # what the fleet delivers at that MFU
     (run / "report.json").write_text(json.dumps({"mfu": {"achieved": mfu, "predicted": 0.478},
+                                                 "tokens_per_second": {"achieved": tok_s},
                                                  "memory_gib": {"max_allocated": {"achieved": 70.0}}}))
     return run
 
