@@ -240,27 +240,36 @@ def muon_workspace(shapes: dict[str, tuple[int, int]], owners: dict[str, int], n
     return worst
 
 
-def _peaks(shape: ModelShape, device_batch_size: int, grad_accum_steps: int, mode: ExecutionMode,
-           resident: Resident, capacity_gib: float) -> tuple[int, int, int, int, int, int, int]:
+@lru_cache(maxsize=1024)
+def _rates(shape: ModelShape, mode: ExecutionMode) -> tuple[float, float, int]:
+    """(activation bytes per token, loss-path bytes per token, loss-path bytes fixed)."""
+    return (activation_bytes_per_token(shape, mode),
+            logits_saved_bytes_per_token(shape, mode) + logits_backward_bytes_per_token(shape, mode),
+            fused_loss_fixed_bytes(shape, mode))
+
+
+def _peaks(shape: ModelShape, device_batch_size: int, mode: ExecutionMode, resident: Resident,
+           capacity_gib: float) -> tuple[int, int, int, int, int, int, int]:
     """(activations, logits, transient, backward peak, optimizer peak, allocator cache, context) bytes.
 
     Gradient accumulation does not change the peak: the gradient buffers are resident either way
     and only one micro-batch's activations exist at a time.
     """
     tokens = device_batch_size * shape.sequence_len
-    cuda = mode.device_type == "cuda"
-    activations = int(tokens * activation_bytes_per_token(shape, mode))
-    logits = int(tokens * (logits_saved_bytes_per_token(shape, mode) + logits_backward_bytes_per_token(shape, mode))
-                 + fused_loss_fixed_bytes(shape, mode))
+    act_rate, logits_rate, logits_fixed = _rates(shape, mode)
+    activations = int(tokens * act_rate)
+    logits = int(tokens * logits_rate + logits_fixed)
     resident_total = resident.weights + resident.gradients + resident.optimizer_state
     backward = resident_total + resident.autocast_weight_copies + activations + logits
     # Optimizer step: activations are gone; the all-reduce scratch and the Muon temporaries remain.
     transient = min(COMM_BUCKET_BYTES, resident.gradients) + resident.optimizer_workspace
     optimizer = resident_total + transient
-    context = int(CUDA_CONTEXT_GIB * GIB) if cuda else 0
+    if mode.device_type != "cuda":
+        return activations, logits, transient, backward, optimizer, 0, 0
+    context = int(CUDA_CONTEXT_GIB * GIB)
     free_above_margin = capacity_gib * (1 - FIT_MARGIN_FRACTION) * GIB - max(backward, optimizer) - context
     cache = int(min(ALLOCATOR_CACHE_PER_GRAD_BYTE * resident.gradients, max(0.0, free_above_margin)))
-    return activations, logits, transient, backward, optimizer, cache if cuda else 0, context
+    return activations, logits, transient, backward, optimizer, cache, context
 
 
 def estimate_memory(
@@ -273,7 +282,7 @@ def estimate_memory(
 ) -> MemoryEstimate:
     resident = resident_bytes(shape, world_size, mode.device_type)
     activations, logits, transient, backward, optimizer, reserve, context = _peaks(
-        shape, device_batch_size, grad_accum_steps, mode, resident, capacity_gib)
+        shape, device_batch_size, mode, resident, capacity_gib)
     peak_allocated = max(backward, optimizer)
     device_gib = (peak_allocated + reserve + context) / GIB
     margin = FIT_MARGIN_FRACTION * capacity_gib
@@ -338,12 +347,22 @@ def choose_device_batch(
     capacity_gib: float,
     mode: ExecutionMode,
 ) -> MemoryEstimate | None:
-    """The largest power-of-two per-GPU batch that is not `oom`, or None when even batch 1 is."""
+    """The largest power-of-two per-GPU batch that is not `oom`, or None when even batch 1 is.
+
+    The OOM test ignores the allocator cache (it is released before an OOM), so the device figure
+    is linear in the batch: solve for the largest batch, then confirm with the full estimate.
+    """
     resident = resident_bytes(shape, world_size, mode.device_type)
-    capacity = capacity_gib * GIB
+    _, _, _, backward_1, optimizer, _, context = _peaks(shape, 1, mode, resident, capacity_gib)
+    act_rate, logits_rate, _ = _rates(shape, mode)
+    per_sequence = shape.sequence_len * (act_rate + logits_rate)
+    room = capacity_gib * GIB - context - (backward_1 - per_sequence)
+    if optimizer + context > capacity_gib * GIB or room < per_sequence:
+        return None
+    largest = int(room // per_sequence)
     for batch in reversed(batch_candidates(sequences_per_rank)):
-        accum = sequences_per_rank // batch
-        _, _, _, backward, optimizer, reserve, context = _peaks(shape, batch, accum, mode, resident, capacity_gib)
-        if max(backward, optimizer) + reserve + context <= capacity:
-            return estimate_memory(shape, batch, accum, world_size, capacity_gib, mode)
+        if batch <= largest:
+            est = estimate_memory(shape, batch, sequences_per_rank // batch, world_size, capacity_gib, mode)
+            if est.verdict != "oom":  # rounding guard: the closed form and the estimate agree
+                return est
     return None

@@ -184,3 +184,20 @@ def test_optimizer_state_falls_with_world_size_weights_do_not(device_type):
     assert eight.optimizer_state >= sum(eight.optimizer_state_per_rank) / 8
     assert one.weights == two.weights == eight.weights
     assert one.gradients == eight.gradients
+
+
+@settings(deadline=None, max_examples=60)
+@given(st.sampled_from([1, 2, 4, 8, 12, 16, 20, 26, 32, 40]), st.sampled_from(["H100", "A100-40GB", "RTX-4090",
+                                                                               "B200", "CPU"]),
+       st.sampled_from([1, 2, 8]), st.sampled_from([256, 2048]))
+def test_batch_choice_equals_brute_force(depth, gpu, world, seq_len):
+    from chatplan.memory import batch_candidates, choose_device_batch
+
+    g = builtin_catalog().get(gpu)
+    shape = model_shape(depth, seq_len=seq_len)
+    mode = default_mode(g.device_type)
+    seqs = 524_288 // (seq_len * world)
+    brute = [b for b in batch_candidates(seqs)
+             if estimate_memory(shape, b, seqs // b, world, g.memory_gib, mode).verdict != "oom"]
+    chosen = choose_device_batch(shape, seqs, world, g.memory_gib, mode)
+    assert (chosen.device_batch_size if chosen else None) == (max(brute) if brute else None)
