@@ -52,6 +52,15 @@ class CalibrationPoint:
     device_used_gib: float | None = None
     recorded_at: str = ""
     run_dir: str = ""
+    vocab_size: int | None = None  # absent in points recorded before it was added: matches any
+
+    def __post_init__(self) -> None:
+        if not (isinstance(self.mfu, (int, float)) and 0 < self.mfu <= 1):
+            raise ValueError(f"mfu must be in (0, 1], got {self.mfu!r}")
+        for name in ("world_size", "depth", "device_batch_size", "seq_len"):
+            value = getattr(self, name)
+            if not (isinstance(value, int) and value >= 1):
+                raise ValueError(f"{name} must be a positive integer, got {value!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -62,9 +71,13 @@ class Calibration:
     points: tuple[CalibrationPoint, ...] = ()
     source: str = ""
 
-    def matching(self, gpu: str, device_type: str, world_size: int) -> list[CalibrationPoint]:
+    def matching(self, gpu: str, device_type: str, world_size: int, seq_len: int,
+                 vocab_size: int) -> list[CalibrationPoint]:
+        """Points of the same GPU type, device type and world size, for the same context and vocab
+        (a T 256 run says little about T 2,048, whose attention and logits shares differ)."""
         return [p for p in self.points
-                if p.gpu == gpu and p.device_type == device_type and p.world_size == world_size]
+                if p.gpu == gpu and p.device_type == device_type and p.world_size == world_size
+                and p.seq_len == seq_len and p.vocab_size in (None, vocab_size)]
 
 
 @dataclass(frozen=True)
@@ -75,7 +88,7 @@ class CalibratedMFU:
 
 
 def calibrated_mfu(calibration: Calibration | None, gpu: str, device_type: str, world_size: int, depth: int,
-                   model_mfu: float, model_mfu_at) -> CalibratedMFU | None:
+                   seq_len: int, vocab_size: int, model_mfu: float, model_mfu_at) -> CalibratedMFU | None:
     """The MFU the recorded runs imply for `depth`, or None when no point applies.
 
     `model_mfu` is the uncalibrated model's prediction for this plan; `model_mfu_at(point)` its
@@ -83,7 +96,7 @@ def calibrated_mfu(calibration: Calibration | None, gpu: str, device_type: str, 
     """
     if calibration is None:
         return None
-    pts = calibration.matching(gpu, device_type, world_size)
+    pts = calibration.matching(gpu, device_type, world_size, seq_len, vocab_size)
     if not pts:
         return None
     exact = [p.mfu for p in pts if p.depth == depth]
@@ -118,8 +131,8 @@ def load_calibration(path: str | os.PathLike | None, must_exist: bool = True) ->
         return Calibration(source=str(file))
     try:
         doc = json.loads(file.read_text())
-        points = tuple(CalibrationPoint(**p) for p in doc.get("points", []))
-    except (OSError, ValueError, TypeError) as e:
+        points = tuple(CalibrationPoint(**p) for p in doc["points"])
+    except (OSError, ValueError, TypeError, KeyError, AttributeError) as e:
         raise InvalidInput(f"calibration file {str(file)!r} is not valid: {e}") from None
     return Calibration(points=points, source=str(file))
 
@@ -153,6 +166,9 @@ def point_from_run(run_dir: str | os.PathLike) -> CalibrationPoint:
     world = plan["parallelism"]["world_size"]
     fleet_peak = plan["predictions"]["peak_flops_per_gpu"] * (world if plan["device"]["type"] == "cuda" else 1)
     mfu = plan["flops_per_token"] * tok_s / fleet_peak
+    if not 0 < mfu <= 1:
+        raise InvalidInput(f"{str(run)!r}: the run's throughput gives MFU {mfu:.3f} against the catalog peak "
+                           f"of {plan['device']['gpu']}: not a plausible calibration point")
     memory = report.get("memory_gib") or {}
 
     def achieved(key: str) -> float | None:
@@ -162,6 +178,7 @@ def point_from_run(run_dir: str | os.PathLike) -> CalibrationPoint:
         gpu=plan["device"]["gpu"], device_type=plan["device"]["type"],
         world_size=plan["parallelism"]["world_size"], depth=plan["model"]["n_layer"],
         device_batch_size=plan["parallelism"]["device_batch_size"], seq_len=plan["model"]["sequence_len"],
+        vocab_size=plan["model"]["vocab_size"],
         mfu=float(mfu), chatplan_version=plan.get("chatplan_version", ""),
         peak_allocated_gib=achieved("max_allocated"), peak_reserved_gib=achieved("max_reserved"),
         device_used_gib=achieved("device_used"),

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import json
+import math
 import os
 import re
 from dataclasses import dataclass, field
@@ -34,7 +35,7 @@ class GPU:
     matmul_efficiency: float  # best achievable large bf16 matmul / peak (public MAMF measurements)
     memory_bandwidth: float  # HBM/GDDR bytes/s, for the memory-bound share of a step
     price_per_hour: float  # default $ per GPU-hour
-    intra_node_gbps: float  # GB/s each way between GPUs of one node
+    intra_node_gbps: float  # GB/s (gigaBYTES) each way between GPUs of one node; note --inter-node-gbps is Gb/s
     device_type: str = "cuda"
     # per figure: {"source": str, "verified": bool, "derived"?: bool, "assumed"?: date}
     provenance: dict[str, dict] = field(default_factory=dict, compare=False, hash=False)
@@ -89,26 +90,43 @@ class Catalog:
         return self.get(self.reference_gpu)
 
 
+def _figure(name: str, figure: str, value: object) -> float:
+    """A catalog figure as a finite number: positive, except prices, which may be 0."""
+    try:
+        number = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise InvalidInput(f"GPU {name!r}: {figure} must be a number, got {value!r}") from None
+    low_ok = number >= 0 if figure == "price_per_hour" else number > 0
+    if not (low_ok and math.isfinite(number)):
+        raise InvalidInput(f"GPU {name!r}: {figure} must be a finite number "
+                           f"{'>= 0' if figure == 'price_per_hour' else '> 0'}, got {value!r}")
+    return number
+
+
 def _gpu_from_record(rec: dict, base: GPU | None) -> GPU:
     values: dict = {} if base is None else {f: getattr(base, f) for f in FIGURES}
     provenance = {} if base is None else dict(base.provenance)
+    name = rec["name"]
     for f in FIGURES:
         if f in rec:
             entry = rec[f]
             if isinstance(entry, dict):
-                values[f] = float(entry["value"])
+                values[f] = _figure(name, f, entry.get("value"))
                 provenance[f] = {k: v for k, v in entry.items() if k != "value"}
             else:
-                values[f] = float(entry)
+                values[f] = _figure(name, f, entry)
                 provenance[f] = {"source": "user catalog", "verified": False}
     missing = [f for f in FIGURES if f not in values]
     if missing:
-        raise InvalidInput(f"GPU {rec.get('name')!r} in the catalog lacks {', '.join(missing)}")
+        raise InvalidInput(f"GPU {name!r} in the catalog lacks {', '.join(missing)}")
+    device_type = rec.get("device_type", base.device_type if base else "cuda")
+    if device_type not in ("cuda", "cpu"):
+        raise InvalidInput(f"GPU {name!r}: device_type must be cuda or cpu, got {device_type!r}")
     return GPU(
         name=rec["name"],
         aliases=tuple(rec.get("aliases", base.aliases if base else ())),
         description=rec.get("description", base.description if base else rec["name"]),
-        device_type=rec.get("device_type", base.device_type if base else "cuda"),
+        device_type=device_type,
         provenance=provenance,
         **values,
     )
@@ -138,6 +156,8 @@ def load_catalog(user_path: str | os.PathLike | None = None) -> Catalog:
     if user_path:
         path = Path(user_path)
         user = _read(path)
+        if not isinstance(user, dict):
+            raise InvalidInput(f"GPU catalog {str(path)!r} must be an object with a list 'gpus'")
         records = user.get("gpus", user.get("gpu", []))
         if not isinstance(records, list):
             raise InvalidInput(f"GPU catalog {str(path)!r} must hold a list 'gpus'")

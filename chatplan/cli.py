@@ -483,10 +483,15 @@ def main(argv: list[str] | None = None) -> int:
     except typer.Abort:
         sys.stderr.write("chatplan: aborted\n")
         return EXIT_REQUIREMENT
-    except Exception as e:  # click-style usage errors from typer's parser
+    except Exception as e:  # click-style usage errors from typer's parser; anything else is our bug
         message = getattr(e, "format_message", None)
         if message is None:
-            raise
+            if os.environ.get("CHATPLAN_TRACEBACK"):
+                raise
+            first = str(e).splitlines()[0] if str(e) else ""
+            sys.stderr.write(f"chatplan: internal error: {type(e).__name__}: {first} "
+                             "(set CHATPLAN_TRACEBACK=1 for the traceback)\n")
+            return 3
         text = " ".join(message().split())
         param = getattr(e, "param", None)
         value = _bad_value(list(getattr(param, "opts", []) or []), args) if param is not None else None

@@ -14,7 +14,7 @@ MAX_TRAIN_SHARDS = NUM_SHARDS - 1  # 1,822 shards hold training text
 DEFAULT_CHARS_PER_TOKEN = 4.8  # measured for the 65,536-token tokenizer on FineWeb-Edu
 DEFAULT_CHARS_PER_SHARD = 250e6
 SHARD_DOWNLOAD_BYTES = 100e6  # ~100 MB compressed per shard
-DOWNLOAD_MARGIN = 1.10  # recommend 10 % more than needed, rounded up to a multiple of 10
+DOWNLOAD_MARGIN_PERCENT = 110  # recommend 10 % more than needed, rounded up to a multiple of 10
 # What the published nanochat recipes downloaded, shown beside our recommendation.
 PUBLISHED_DOWNLOADS = {20: 240, 26: 450, 32: 800}
 
@@ -49,13 +49,14 @@ def data_plan(
     chars_per_token: float = DEFAULT_CHARS_PER_TOKEN,
     chars_per_shard: float = DEFAULT_CHARS_PER_SHARD,
 ) -> DataPlan:
-    if not chars_per_token > 0:
-        raise InvalidInput(f"chars per token must be positive, got {chars_per_token}")
-    if not chars_per_shard > 0:
-        raise InvalidInput(f"chars per shard must be positive, got {chars_per_shard}")
+    if not (chars_per_token > 0 and math.isfinite(chars_per_token)):
+        raise InvalidInput(f"chars per token must be a positive finite number, got {chars_per_token}")
+    if not (chars_per_shard >= 1 and math.isfinite(chars_per_shard)):
+        raise InvalidInput(f"chars per shard must be a finite number >= 1, got {chars_per_shard}")
     characters = tokens * chars_per_token
     needed = math.ceil(characters / chars_per_shard)
-    recommended = math.ceil(needed * DOWNLOAD_MARGIN / 10) * 10
+    # needed x 1.10 rounded up to a multiple of 10, in integers (100 x 1.1 is 110.00000000000001)
+    recommended = -(-needed * DOWNLOAD_MARGIN_PERCENT // 1000) * 10
     warning = None
     epochs = characters / (MAX_TRAIN_SHARDS * chars_per_shard)
     if needed > MAX_TRAIN_SHARDS:

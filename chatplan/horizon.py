@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass
 
 from chatplan.errors import InvalidInput
 
 DEFAULT_TOTAL_BATCH_SIZE = 524_288  # tokens per optimizer step (2^19)
 DEFAULT_DATA_RATIO = 20.0  # Chinchilla tokens per parameter
+MAX_STEPS = 10**12  # a sanity bound: far beyond any real run, small enough for exact float arithmetic
 
 
 @dataclass(frozen=True)
@@ -39,17 +41,31 @@ def training_horizon(
             raise InvalidInput(f"steps must be a positive integer, got {steps}")
         source = "steps"
     elif target_flops is not None:
-        if not target_flops > 0:
-            raise InvalidInput(f"target FLOPs must be positive, got {target_flops}")
-        steps = round(target_flops / (flops_per_token * total_batch_size))
+        if not (target_flops > 0 and math.isfinite(target_flops)):
+            raise InvalidInput(f"target FLOPs must be a positive finite number, got {target_flops}")
+        raw = target_flops / (flops_per_token * total_batch_size)
         source = "target_flops"
     else:
-        if not data_ratio > 0:
-            raise InvalidInput(f"data ratio must be positive, got {data_ratio}")
-        steps = int(data_ratio * num_params // total_batch_size)
+        if not (data_ratio > 0 and math.isfinite(data_ratio)):
+            raise InvalidInput(f"data ratio must be a positive finite number, got {data_ratio}")
+        raw = data_ratio * num_params / total_batch_size
         source = "data_ratio"
+    if source != "steps":
+        if not raw <= MAX_STEPS:  # also catches an overflow to inf
+            raise InvalidInput(f"the horizon comes to {raw:.3g} steps, above the supported {MAX_STEPS:.0e}: lower "
+                               "the FLOPs target or data ratio")
+        # SPEC §4: round() for a FLOPs target; floor(ratio * N / batch) for a ratio (exact in integers
+        # whenever the ratio is a whole number, as the default 20 is)
+        if source == "target_flops":
+            steps = round(raw)
+        elif float(data_ratio).is_integer():
+            steps = int(data_ratio) * num_params // total_batch_size
+        else:
+            steps = int(raw)
     if steps < 1:
         raise InvalidInput(f"the horizon comes to {steps} steps: raise the FLOPs target or data ratio")
+    if steps > MAX_STEPS:
+        raise InvalidInput(f"--steps {steps:,} is above the supported {MAX_STEPS:,}")
     tokens = steps * total_batch_size
     return Horizon(
         steps=steps,

@@ -6,6 +6,7 @@ no files: the CLI loads the GPU catalog and calibration and passes them in.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 
 from chatplan import __version__
@@ -211,8 +212,8 @@ class Plan:
 def _positive(name: str, value: float | None, upper: float | None = None) -> None:
     if value is None:
         return
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not value > 0:
-        raise InvalidInput(f"{name} must be positive, got {value!r}")
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not (value > 0 and math.isfinite(value)):
+        raise InvalidInput(f"{name} must be a positive finite number, got {value!r}")
     if upper is not None and value > upper:
         raise InvalidInput(f"{name} must be at most {upper}, got {value!r}")
 
@@ -266,6 +267,14 @@ def plan(
         depth = tier_obj.depth
         gpus = gpus or tier_obj.gpus
         if tier_obj.name == "tiny":
+            given = {"seq_len": (seq_len, DEFAULT_SEQ_LEN), "vocab_size": (vocab_size, DEFAULT_VOCAB_SIZE),
+                     "device_batch_size": (device_batch_size, None), "eval_every": (eval_every, DEFAULT_EVAL_EVERY)}
+            for name, (value, default) in given.items():
+                if value != default and value != TINY[name]:
+                    raise InvalidInput(f"--tier tiny fixes {name.replace('_', ' ')} at {TINY[name]}, got {value}: "
+                                       "use --depth for a custom model")
+            if parse_fleet(gpus, catalog, gpus_per_node, nodes).gpu.device_type != "cpu":
+                raise InvalidInput(f"--tier tiny is a CPU preset (NxCPU), not for {gpus}")
             seq_len, vocab_size = TINY["seq_len"], TINY["vocab_size"]
             device_batch_size, eval_every = TINY["device_batch_size"], TINY["eval_every"]
             steps = steps or TINY["steps"]
@@ -274,10 +283,12 @@ def plan(
             eval_tokens = device_batch_size * seq_len * world
             compile = False
     if depth is None:
-        raise InvalidInput("give a depth (--depth D) or a tier (--tier 100|300|1000)")
+        raise InvalidInput("give a depth (--depth D), a tier (--tier 100|300|1000|tiny) or a budget (--budget USD)")
+    if gpus is not None and not gpus.strip():
+        raise InvalidInput("--gpus is empty: expected COUNTxGPU, e.g. 8xH100")
     gpus = gpus or "8xH100"
     _positive("MFU", mfu, upper=1.0)
-    if price is not None and (isinstance(price, bool) or price < 0):
+    if price is not None and (isinstance(price, bool) or not (price >= 0 and math.isfinite(price))):
         raise InvalidInput(f"price must be zero or positive dollars per GPU-hour, got {price!r}")
     _positive("inter-node bandwidth", inter_node_gbps)
     _positive("eval tokens", eval_tokens)
@@ -325,7 +336,7 @@ def plan(
                             fleet.nodes, catalog, inter_node_gbps).mfu
 
     cal = None if mfu is not None else calibrated_mfu(calibration, gpu.name, gpu.device_type, world, depth,
-                                                       step.mfu, model_mfu_at)
+                                                       seq_len, vocab_size, step.mfu, model_mfu_at)
     if mfu is not None:
         used_mfu, mfu_source = mfu, "override"
     elif cal is not None:
@@ -341,10 +352,15 @@ def plan(
     price_per_hour = gpu.price_per_hour if price is None else float(price)
     # A CPU's peak is the whole machine's (all ranks share its cores); a GPU fleet's is the sum.
     fleet_peak = gpu.peak_flops * (world if gpu.device_type == "cuda" else 1)
+    # A calibrated MFU comes from whole measured steps: across nodes it already includes the
+    # inter-node traffic, which must not be added a second time.
+    inter_node_s = 0.0 if mfu_source == "calibrated" else step.inter_node_comm_s
     time = time_and_cost(horizon.total_flops, fpt, horizon.steps, total_batch_size, world, fleet_peak,
-                         used_mfu, mfu_source, price_per_hour, step.inter_node_comm_s, eval_every, eval_tokens)
-    data = data_plan(horizon.tokens, depth if (aspect_ratio, vocab_size) == (64, 65_536) else None,
-                     chars_per_token, chars_per_shard)
+                         used_mfu, mfu_source, price_per_hour, inter_node_s, eval_every, eval_tokens)
+    # the published recipes' downloads are comparable only for the reference horizon and shape
+    reference = ((aspect_ratio, vocab_size, seq_len, total_batch_size) == (64, 65_536, 2_048, 524_288)
+                 and horizon.source == "data_ratio" and data_ratio == DEFAULT_DATA_RATIO)
+    data = data_plan(horizon.tokens, depth if reference else None, chars_per_token, chars_per_shard)
     if data.warning:
         warnings.append(data.warning)
 

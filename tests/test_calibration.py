@@ -10,9 +10,9 @@ import chatplan
 from chatplan.calibration import Calibration, CalibrationPoint, load_calibration, point_from_run, record_point
 
 
-def point(depth, mfu, gpu="H100-SXM", device_type="cuda", world=8):
+def point(depth, mfu, gpu="H100-SXM", device_type="cuda", world=8, seq_len=2048, vocab=65536):
     return CalibrationPoint(gpu=gpu, device_type=device_type, world_size=world, depth=depth, device_batch_size=8,
-                            seq_len=2048, mfu=mfu, chatplan_version="test")
+                            seq_len=seq_len, mfu=mfu, chatplan_version="test", vocab_size=vocab)
 
 
 def test_exact_depth_uses_the_mean():
@@ -40,9 +40,34 @@ def test_other_world_sizes_gpus_and_cpu_points_never_apply():
                        point(20, 0.10, gpu="H100-SXM", device_type="cpu")))
     p = chatplan.plan(depth=20, calibration=cal)
     assert p.time.mfu_source == "predicted" and p.calibration["status"] == "uncalibrated"
-    cpu = chatplan.plan(tier="tiny", calibration=Calibration((point(2, 0.3, gpu="CPU", device_type="cpu",
-                                                                       world=1),)))
-    assert cpu.time.mfu == pytest.approx(0.3)
+    tiny = point(2, 0.3, gpu="CPU", device_type="cpu", world=1, seq_len=256, vocab=8192)
+    assert chatplan.plan(tier="tiny", calibration=Calibration((tiny,))).time.mfu == pytest.approx(0.3)
+    # ... and a T 256 / V 8,192 point says nothing about the same depth at T 2,048 / V 65,536
+    other = chatplan.plan(depth=2, gpus="1xCPU", calibration=Calibration((tiny,)))
+    assert other.time.mfu_source == "predicted"
+
+
+def test_multi_node_calibration_does_not_add_inter_node_time_twice():
+    cal = Calibration((point(32, 0.45, world=16),))
+    p = chatplan.plan(depth=32, gpus="16xH100", calibration=cal)
+    assert p.time.mfu == pytest.approx(0.45) and p.time.communication_hours == 0
+    assert chatplan.plan(depth=32, gpus="16xH100").time.communication_hours > 0
+
+
+@pytest.mark.parametrize("content", ['[]', '{"points": [{"gpu": "H100-SXM"}]}', '{"points": 3}', 'not json'])
+def test_bad_calibration_files_are_exit_2(tmp_path, content):
+    bad = tmp_path / "bad.json"
+    bad.write_text(content)
+    r = subprocess.run([sys.executable, "-m", "chatplan", "estimate", "--depth", "20", "--calibration", str(bad)],
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1
+
+
+def test_implausible_points_are_refused():
+    with pytest.raises(ValueError):
+        point(20, -3.0)
+    with pytest.raises(ValueError):
+        point(20, 1.5)
 
 
 def test_mfu_override_beats_calibration():
