@@ -192,6 +192,14 @@ class Fleet:
     def label(self) -> str:
         return f"{self.num_gpus}x{self.gpu.name}"
 
+    @property
+    def rank_capacity_gib(self) -> float:
+        """Memory one rank may use: a GPU's own, or its share of a CPU host's RAM (the processes
+        of one node share it)."""
+        if self.gpu.device_type == "cuda":
+            return self.gpu.memory_gib
+        return self.gpu.memory_gib / self.gpus_per_node
+
     def to_dict(self) -> dict:
         return {"gpu": self.gpu.name, "num_gpus": self.num_gpus, "nodes": self.nodes,
                 "nproc_per_node": self.gpus_per_node, "device_type": self.gpu.device_type}

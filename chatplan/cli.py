@@ -19,7 +19,6 @@ from chatplan.errors import (
     EXIT_REQUIREMENT,
     ChatplanError,
     InvalidInput,
-    RequirementFailed,
 )
 from chatplan.files import write_json_atomic
 
@@ -173,7 +172,7 @@ FIT_BATCHES = [2**i for i in range(9)]  # 1 ... 256
 @planner_options
 def fit(plan_args: dict, json_out: JsonOpt = False, fmt: FormatOpt = "rich") -> None:
     """What fits where: peak device memory per GPU for batch 1..256 across GPU types."""
-    from chatplan.catalog import load_catalog, parse_fleet
+    from chatplan.catalog import check_batch_divides, load_catalog, parse_fleet
     from chatplan.memory import ExecutionMode, estimate_memory
     from chatplan.plan import get_tier
     from chatplan.shape import model_shape
@@ -184,6 +183,8 @@ def fit(plan_args: dict, json_out: JsonOpt = False, fmt: FormatOpt = "rich") -> 
     depth, gpus = args["depth"], args["gpus"]
     if args["tier"] is not None:
         tier = get_tier(args["tier"])
+        if tier.name == "tiny":
+            raise InvalidInput("fit compares GPUs; the tiny tier runs on the CPU: use estimate --tier tiny")
         depth, gpus = tier.depth, gpus or tier.gpus
     if depth is None:
         raise InvalidInput("give a depth (--depth D) or a tier (--tier 100|300|1000)")
@@ -196,6 +197,10 @@ def fit(plan_args: dict, json_out: JsonOpt = False, fmt: FormatOpt = "rich") -> 
     else:
         fleets = [parse_fleet(f"8x{g.name}", catalog) for g in catalog.gpus if g.device_type == "cuda"]
         header = "assuming one node of 8 GPUs of each type (pass --gpus to choose)"
+    if args["total_batch_size"] < 1:
+        raise InvalidInput(f"total batch size must be a positive number of tokens, got {args['total_batch_size']}")
+    if gpus:
+        check_batch_divides(args["total_batch_size"], shape.sequence_len, fleets[0].num_gpus)
     seqs_per_step = args["total_batch_size"] // args["seq_len"]
     result = []
     for fleet in fleets:
@@ -205,13 +210,13 @@ def fit(plan_args: dict, json_out: JsonOpt = False, fmt: FormatOpt = "rich") -> 
         cells = []
         for b in FIT_BATCHES:
             accum = max(1, per_rank // b)
-            est = estimate_memory(shape, b, accum, world, fleet.gpu.memory_gib, mode)
+            est = estimate_memory(shape, b, accum, world, fleet.rank_capacity_gib, mode)
             cells.append({"device_batch_size": b, "grad_accum_steps": accum,
                           "divides_total_batch": per_rank % b == 0 and b <= per_rank,
                           "peak_allocated_gib": est.peak_allocated_gib,
                           "peak_device_gib": est.peak_device_gib,
                           "verdict": est.verdict})
-        result.append({"gpu": fleet.gpu.name, "num_gpus": world, "capacity_gib": fleet.gpu.memory_gib,
+        result.append({"gpu": fleet.gpu.name, "num_gpus": world, "capacity_gib": fleet.rank_capacity_gib,
                        "batches": cells})
     if json_out:
         sys.stdout.write(json.dumps({"depth": depth, "seq_len": shape.sequence_len, "assumption": header,
@@ -255,8 +260,9 @@ def check(
     else:
         for c in checks:
             sys.stdout.write(c.line() + "\n")
-        if not checks:
-            sys.stdout.write("no limits given (--max-cost, --max-hours, --max-gpu-memory-frac, --min-headroom-gib)\n")
+        if len(checks) == 1:
+            sys.stdout.write("(only the memory fit was checked: add --max-cost, --max-hours, "
+                             "--max-gpu-memory-frac or --min-headroom-gib)\n")
     for c in failed:
         sys.stderr.write(f"chatplan: check failed: {c.line()}\n")
     if failed:
@@ -268,7 +274,7 @@ def check(
 def compare(
     plan_args: dict,
     by: Annotated[str, typer.Option("--by", help="Rank by cost or time.")] = "cost",
-    max_hours: Annotated[float | None, typer.Option("--max-hours", help="Only fleets done within this time.")]
+    max_hours: Annotated[float | None, typer.Option("--max-hours", help="Fleets done in time rank first.")]
     = None,
     counts: Annotated[str, typer.Option("--counts", help="GPU counts to try, comma separated.")] = "1,8,16,32,64",
     gpu_types: Annotated[str | None, typer.Option("--gpu-types", help="GPU types, comma separated (default: all)")]
@@ -295,19 +301,20 @@ def compare(
         return
     from chatplan.render import render_grid
 
-    first = next((r.plan for r in rows if r.plan is not None), None)
-    title = f"chatplan compare: d{first.depth if first else '?'} by {by}" + (
-        f", done within {max_hours:g} h" if max_hours else "")
+    depths = sorted({d["depth"] for d in docs if "depth" in d})
+    model = f"d{depths[0]}" if len(depths) == 1 else "the largest depth each fleet's budget buys"
+    title = f"chatplan compare: {model} by {by}" + (f", done within {max_hours:g} h first" if max_hours else "")
     table = []
     for rank, d in enumerate(docs, 1):
         if "cost_usd" not in d:
-            table.append([str(rank), d["fleet"], d["verdict"], "-", "-", "-", d["problem"][:60]])
+            table.append([str(rank), d["fleet"], "-", d["verdict"], "-", "-", "-", d["problem"][:60]])
             continue
         late = max_hours is not None and d["pretrain_hours"] > max_hours
-        table.append([str(rank), d["fleet"], d["verdict"], f"{d['device_batch_size']} x {d['grad_accum_steps']}",
+        table.append([str(rank), d["fleet"], str(d["depth"]), d["verdict"],
+                      f"{d['device_batch_size']} x {d['grad_accum_steps']}",
                       f"{d['pretrain_hours']:,.2f}" + (" (late)" if late else ""), f"${d['cost_usd']:,.0f}",
                       f"MFU {d['mfu']:.3f}"])
-    render_grid(["#", "fleet", "verdict", "batch x accum", "hours", "cost", "note"], table, fmt, title)
+    render_grid(["#", "fleet", "depth", "verdict", "batch x accum", "hours", "cost", "note"], table, fmt, title)
 
 
 @app.command(name="run")
@@ -355,7 +362,11 @@ def run_cmd(
             args["gpus_per_node"] = nproc
     elif tiny:
         raise InvalidInput("--tier tiny is a CPU preset: use --device cpu (or leave --device out)")
-    p = make_plan(args, calibration_must_exist=False)  # the run itself may create the file
+    plan_inputs = edge_inputs(args, calibration_must_exist=False)  # the run itself may create the file
+    p_catalog = plan_inputs["catalog"]
+    from chatplan.plan import plan as make
+
+    p = make(**plan_inputs)
     if (p.fleet.gpu.device_type == "cpu") != (device == "cpu"):
         raise InvalidInput(f"--device {device} does not match the fleet {p.fleet.label}")
     if nproc is not None and nproc != p.fleet.gpus_per_node:
@@ -383,18 +394,21 @@ def run_cmd(
             sys.stdout.write(f"node {r}: {launch.shell(r)}\n")
         return
     runner.confirm_spend(p.time.cost_usd, yes)
+    # Everything that can fail cheaply comes before anything slow or paid for.
+    checkpoints = runner.CHECKPOINTS_KEPT * runner.checkpoint_bytes(doc)
     if sample:
+        runner.preflight_disk(run_dir, checkpoints, f"{runner.CHECKPOINTS_KEPT} checkpoints")
         data_dir, tok_dir = runner.prepare_sample(run_dir, p.shape.vocab_size)
     else:
+        runner.check_gpus(p.fleet.gpu.name, p.fleet.gpus_per_node, p_catalog)
+        need = runner.missing_data_bytes(doc, data_dir)
+        if run_dir.resolve().anchor == data_dir.resolve().anchor:  # one disk check when they may share a disk
+            runner.preflight_disk(run_dir, checkpoints + need, f"the missing shards and {runner.CHECKPOINTS_KEPT} "
+                                  "checkpoints")
+        else:
+            runner.preflight_disk(data_dir, need, "the missing data shards")
+            runner.preflight_disk(run_dir, checkpoints, f"{runner.CHECKPOINTS_KEPT} checkpoints")
         runner.prepare_fineweb(doc, data_dir, tok_dir, yes)
-        detected = runner.detected_gpu()
-        if detected is None:
-            raise RequirementFailed(f"no NVIDIA GPU found (nvidia-smi) but the plan is for {p.fleet.gpu.name}")
-        if not runner.gpu_matches(p.fleet.gpu.name, detected):
-            raise RequirementFailed(f"this machine has {detected!r} but the plan is for {p.fleet.gpu.name}: "
-                                    f"re-plan with --gpus {p.fleet.num_gpus}x<your GPU>")
-    runner.preflight_disk(run_dir, runner.CHECKPOINTS_KEPT * runner.checkpoint_bytes(doc),
-                          f"{runner.CHECKPOINTS_KEPT} checkpoints")
     doc = runner.bind_inputs(doc, data_dir, source, tok_dir)
     write_json_atomic(plan_path, doc)
     sys.stdout.write(f"launching node {node_rank}: {launch.shell(node_rank)}\n")
@@ -493,6 +507,8 @@ def main(argv: list[str] | None = None) -> int:
                              "(set CHATPLAN_TRACEBACK=1 for the traceback)\n")
             return 3
         text = " ".join(message().split())
+        if not text:  # `chatplan` alone, or a group without a command: the help was printed
+            return 0 if not args else getattr(e, "exit_code", EXIT_INVALID)
         param = getattr(e, "param", None)
         value = _bad_value(list(getattr(param, "opts", []) or []), args) if param is not None else None
         if value is not None and repr(value) not in text:

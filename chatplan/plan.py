@@ -304,22 +304,23 @@ def plan(
     compiled = (gpu.device_type == "cuda") if compile is None else compile
     mode = ExecutionMode(device_type=gpu.device_type, compiled=compiled)
     warnings: list[str] = []
+    capacity = fleet.rank_capacity_gib
 
     if device_batch_size is not None:
         accum = check_device_batch(device_batch_size, seqs_per_rank, total_batch_size, seq_len, world)
-        memory = estimate_memory(shape, device_batch_size, accum, world, gpu.memory_gib, mode)
+        memory = estimate_memory(shape, device_batch_size, accum, world, capacity, mode)
         batch_source = "user"
         if memory.verdict == "oom":
             warnings.append(
                 f"device batch size {device_batch_size} is predicted to run out of memory: "
-                f"{memory.peak_device_gib:.1f} GiB on a {gpu.memory_gib:.2f} GiB {gpu.name}")
+                f"{memory.peak_device_gib:.1f} GiB of {capacity:.2f} GiB per rank on {gpu.name}")
     else:
-        chosen = choose_device_batch(shape, seqs_per_rank, world, gpu.memory_gib, mode)
+        chosen = choose_device_batch(shape, seqs_per_rank, world, capacity, mode)
         if chosen is None:
-            one = estimate_memory(shape, 1, seqs_per_rank, world, gpu.memory_gib, mode)
+            one = estimate_memory(shape, 1, seqs_per_rank, world, capacity, mode)
             raise RequirementFailed(
                 f"depth {depth} does not fit on {gpu.name} even at batch 1 ({one.peak_device_gib:.1f} GiB "
-                f"needed, {gpu.memory_gib:.2f} GiB available): use a GPU with more memory, a shorter "
+                f"needed, {capacity:.2f} GiB available per rank): use a GPU with more memory, a shorter "
                 f"context (--seq-len), or a smaller depth")
         memory = chosen
         batch_source = "auto"

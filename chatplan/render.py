@@ -32,7 +32,15 @@ def plan_sections(p: Plan) -> list[Section]:
     s, c, h, m, t, d, f = p.shape, p.params, p.horizon, p.memory, p.time, p.data, p.fleet
     gpu = f.gpu
     sections: list[Section] = []
-    if p.tier is not None:
+    tiny = p.tier is not None and p.tier.name == "tiny"
+    if tiny:
+        sections.append(("Tier tiny", [
+            ("preset", f"depth {p.depth}, context {s.sequence_len}, vocab {s.vocab_size:,}, batch "
+                       f"{p.parallelism.device_batch_size}, fp32, on {f.label}"),
+            ("data", "the embedded sample corpus (chatplan data sample): no download"),
+            ("predicted time", hours(t.pretrain_hours)),
+        ]))
+    elif p.tier is not None:
         sections.append((f"Tier ${p.tier.name}", [
             ("preset", f"depth {p.tier.depth} on {p.tier.gpus}"),
             ("predicted pretraining cost", f"${t.cost_usd:,.0f} ({hours(t.pretrain_hours)})"),
@@ -91,8 +99,10 @@ def plan_sections(p: Plan) -> list[Section]:
         ("optimizer-step transient", gib(m.optimizer_step_transient)),
         ("allocator reserve", gib(m.allocator_reserve)),
         ("CUDA context", gib(m.cuda_context)),
-        ("peak allocated (max_memory_allocated)", f"{m.peak_allocated_gib:,.2f} GiB at {m.peak_moment}"),
-        ("peak device (nvidia-smi)", f"{m.peak_device_gib:,.2f} GiB of {m.capacity_gib:,.2f}"),
+        ("peak allocated (max_memory_allocated)" if f.gpu.device_type == "cuda" else "peak allocated (tensors)",
+         f"{m.peak_allocated_gib:,.2f} GiB at {m.peak_moment}"),
+        ("peak device (nvidia-smi)" if f.gpu.device_type == "cuda" else "peak per process (of its RAM share)",
+         f"{m.peak_device_gib:,.2f} GiB of {m.capacity_gib:,.2f}"),
         ("verdict", f"{m.verdict} (headroom {m.headroom_gib:,.2f} GiB; tight within {m.margin_gib:.2f})"),
     ]))
     st = p.step
@@ -115,6 +125,8 @@ def plan_sections(p: Plan) -> list[Section]:
         ("cost", f"${t.cost_usd:,.2f}"),
     ]))
     published = f" (published recipe: {d.published_download})" if d.published_download else ""
+    if tiny:
+        return sections
     sections.append(("Data", [
         ("training shards needed", f"{d.train_shards_needed:,}"),
         ("recommended download", f"{d.download_shards:,} + validation {d.validation_shard}{published}"),

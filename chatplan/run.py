@@ -8,6 +8,7 @@ spans nodes), and the report is built from the files it leaves in the run direct
 from __future__ import annotations
 
 import json
+import re
 import shlex
 import shutil
 import subprocess
@@ -15,6 +16,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from chatplan.catalog import GPU, Catalog
 from chatplan.errors import InvalidInput, RequirementFailed, RuntimeFailure
 from chatplan.files import write_json_atomic
 
@@ -109,23 +111,53 @@ def preflight_disk(path: Path, need_bytes: int, what: str) -> None:
         raise RequirementFailed(f"{probe} has {free / GIB:,.1f} GiB free but {what} need {need_bytes / GIB:,.1f} GiB")
 
 
-def detected_gpu() -> str | None:
-    """The GPU name nvidia-smi reports, or None where there is none."""
+def detected_gpus() -> list[str]:
+    """The name of every GPU nvidia-smi reports (empty where there is none)."""
     exe = shutil.which("nvidia-smi")
     if exe is None:
-        return None
+        return []
     try:
         out = subprocess.run([exe, "--query-gpu=name", "--format=csv,noheader"], capture_output=True, text=True,
                              timeout=20).stdout
     except (OSError, subprocess.SubprocessError):
-        return None
-    return out.strip().splitlines()[0] if out.strip() else None
+        return []
+    return [line.strip() for line in out.splitlines() if line.strip()]
 
 
-def gpu_matches(plan_gpu: str, detected: str) -> bool:
-    """'H100-SXM' matches 'NVIDIA H100 80GB HBM3'; 'A100-40GB' matches 'NVIDIA A100-SXM4-40GB'."""
-    family = plan_gpu.split("-")[0].upper().replace("RTX", "")
-    return family in detected.upper().replace(" ", "").replace("-", "")
+def identify_gpu(detected: str, catalog: Catalog) -> GPU | None:
+    """The catalog GPU a driver name describes: 'NVIDIA H100 80GB HBM3' -> H100-SXM, 'NVIDIA H100 PCIe'
+    -> H100-PCIe, 'NVIDIA A100-SXM4-40GB' -> A100-40GB, 'NVIDIA GeForce RTX 4090' -> RTX-4090."""
+    d = re.sub(r"[^A-Z0-9]", "", detected.upper())
+
+    def family(gpu: GPU) -> str:
+        parts = gpu.name.upper().split("-")
+        return parts[1] if parts[0] == "RTX" else parts[0]
+
+    found = [g for g in catalog.gpus if g.device_type == "cuda" and family(g) in d]
+    pcie = [g for g in found if "PCIE" in g.name.upper()]
+    if "PCIE" in d and pcie:
+        found = pcie
+    elif "PCIE" not in d:
+        found = [g for g in found if g not in pcie] or found
+    size = re.search(r"(\d+)\s*GB", detected.upper())
+    if size:
+        same = [g for g in found if round(g.memory_gib * 80 / 79.19) == int(size.group(1))]
+        found = same or found
+    return found[0] if found else None
+
+
+def check_gpus(plan_gpu: str, nproc_per_node: int, catalog: Catalog) -> None:
+    """Before any download: this node has at least nproc_per_node GPUs of the plan's type."""
+    names = detected_gpus()
+    if not names:
+        raise RequirementFailed(f"no NVIDIA GPU found (nvidia-smi) but the plan is for {plan_gpu}")
+    if len(names) < nproc_per_node:
+        raise RequirementFailed(f"this node has {len(names)} GPU(s) but the plan runs {nproc_per_node} per node")
+    gpu = identify_gpu(names[0], catalog)
+    if gpu is None or gpu.name != plan_gpu:
+        seen = gpu.name if gpu else "an uncatalogued GPU"
+        raise RequirementFailed(f"this machine has {names[0]!r} ({seen}) but the plan is for {plan_gpu}: re-plan "
+                                f"with --gpus {nproc_per_node}x<your GPU>")
 
 
 def prepare_sample(run_dir: Path, vocab_size: int) -> tuple[Path, Path]:
@@ -150,15 +182,23 @@ def prepare_sample(run_dir: Path, vocab_size: int) -> tuple[Path, Path]:
     return corpus.dir, tok_dir
 
 
+def missing_data_bytes(plan_doc: dict, data_dir: Path) -> int:
+    """Disk the plan's shards still need (those not yet present, plus the validation shard)."""
+    from chatplan.dataplan import SHARD_DOWNLOAD_BYTES, VALIDATION_SHARD
+
+    n = plan_doc["data"]["download_shards"]
+    have = sum(1 for i in range(n) if (data_dir / f"shard_{i:05d}.parquet").exists())
+    have += (data_dir / VALIDATION_SHARD).exists()
+    return int((n + 1 - have) * SHARD_DOWNLOAD_BYTES * 1.05)
+
+
 def prepare_fineweb(plan_doc: dict, data_dir: Path, tok_dir: Path, yes: bool) -> None:
     """Download the plan's shards (stop with exit 3 before any GPU time if one fails), then make sure a
     tokenizer of the plan's vocab exists (training one on the downloaded shards if not)."""
     from chatplan.data.download import download_shards
-    from chatplan.dataplan import SHARD_DOWNLOAD_BYTES, VALIDATION_SHARD_INDEX
+    from chatplan.dataplan import VALIDATION_SHARD_INDEX
 
     n = plan_doc["data"]["download_shards"]
-    have = sum(1 for i in range(n) if (data_dir / f"shard_{i:05d}.parquet").exists())
-    preflight_disk(data_dir, int((n + 1 - have) * SHARD_DOWNLOAD_BYTES * 1.05), "the missing data shards")
     from rich.console import Console
 
     from chatplan.data.progress import RichReporter

@@ -150,3 +150,31 @@ def test_two_torchrun_node_agents_on_loopback(tmp_path):
     assert report["steps_done"] == 3
     digests = report["weights_sha256_per_rank"]
     assert len(digests) == 2 and digests[0] == digests[1]
+
+
+@pytest.mark.parametrize("driver,gpu", [
+    ("NVIDIA H100 80GB HBM3", "H100-SXM"), ("NVIDIA H100 PCIe", "H100-PCIe"), ("NVIDIA A100-SXM4-40GB", "A100-40GB"),
+    ("NVIDIA A100-SXM4-80GB", "A100-80GB"), ("NVIDIA GeForce RTX 4090", "RTX-4090"), ("NVIDIA H200", "H200"),
+    ("Tesla V100-SXM2-16GB", None)])
+def test_identify_gpu_from_driver_names(driver, gpu):
+    from chatplan.catalog import builtin_catalog
+    from chatplan.run import identify_gpu
+
+    found = identify_gpu(driver, builtin_catalog())
+    assert (found.name if found else None) == gpu
+
+
+@pytest.mark.parametrize("smi,problem", [("NVIDIA A100-SXM4-40GB", "A100-40GB"), ("NVIDIA H100 80GB HBM3", "1 GPU")])
+def test_wrong_or_too_few_gpus_stop_before_any_download(tmp_path, smi, problem):
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    count = 8 if "A100" in smi else 1
+    (bin_dir / "nvidia-smi").write_text("#!/bin/sh\n" + "".join(f"echo '{smi}'\n" for _ in range(count)))
+    (bin_dir / "nvidia-smi").chmod(0o755)
+    import os
+
+    env = {**os.environ, "PATH": f"{bin_dir}:{os.environ['PATH']}"}
+    data = tmp_path / "data"
+    r = run("--tier", "300", "--yes", "--out", str(tmp_path / "r"), "--data", str(data), env=env)
+    assert r.returncode == 1 and problem in r.stderr
+    assert not data.exists()  # nothing was downloaded
