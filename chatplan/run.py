@@ -96,10 +96,10 @@ def confirm_spend(cost_usd: float, yes: bool, ask=None) -> None:
 
 
 def checkpoint_bytes(plan_doc: dict) -> int:
-    """One checkpoint: the weights (as trained) plus every rank's optimizer shard."""
+    """One checkpoint: the weights (as trained) plus every rank's optimizer shard (bounded above by
+    the most-loaded rank's shard times the world size)."""
     mem = plan_doc["memory"]
-    state_all_ranks = mem["optimizer_state"] * plan_doc["parallelism"]["world_size"]
-    return int(mem["weights"] + min(state_all_ranks, 3 * mem["weights"]))
+    return int(mem["weights"] + mem["optimizer_state"] * plan_doc["parallelism"]["world_size"])
 
 
 def preflight_disk(path: Path, need_bytes: int, what: str) -> None:
