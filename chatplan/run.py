@@ -8,6 +8,7 @@ spans nodes), and the report is built from the files it leaves in the run direct
 from __future__ import annotations
 
 import json
+import os
 import re
 import shlex
 import shutil
@@ -248,10 +249,18 @@ def bind_inputs(plan_doc: dict, data_dir: Path, source: str, tok_dir: Path) -> d
     return doc
 
 
-def execute(launch: Launch, node_rank: int, env: dict | None = None) -> int:
+def child_env() -> dict:
+    """The environment for torch child processes: torch warns once per process that numpy is absent,
+    which the trainer never needs; keep that noise out of the run's output."""
+    quiet = "ignore:Failed to initialize NumPy"
+    current = os.environ.get("PYTHONWARNINGS")
+    return {**os.environ, "PYTHONWARNINGS": f"{current},{quiet}" if current else quiet}
+
+
+def execute(launch: Launch, node_rank: int) -> int:
     """Run this node's command in the foreground; Ctrl-C reaches the trainer, which checkpoints."""
     try:
-        return subprocess.run(launch.argv[node_rank], env=env).returncode
+        return subprocess.run(launch.argv[node_rank], env=child_env()).returncode
     except KeyboardInterrupt:
         return 130
 
@@ -324,7 +333,7 @@ def report_markdown(report: dict) -> str:
 def sample_model(run_dir: Path, python: str = sys.executable) -> dict | None:
     """Greedy completions of the fixed prompts from the newest checkpoint (None if sampling fails)."""
     proc = subprocess.run([python, "-m", "chatplan_train.sample", "--run", str(run_dir), *SAMPLE_PROMPTS],
-                          capture_output=True, text=True)
+                          capture_output=True, text=True, env=child_env())
     if proc.returncode != 0:
         sys.stderr.write(f"warning: could not sample the trained model: {proc.stderr.strip()[:200]}\n")
         return None
