@@ -13,6 +13,8 @@ from typing import Annotated, Any
 
 import typer
 
+from chatplan.catalog import DEFAULT_GPUS_PER_NODE
+from chatplan.dataplan import DEFAULT_CHARS_PER_SHARD, DEFAULT_CHARS_PER_TOKEN
 from chatplan.errors import (
     EXIT_INTERRUPTED,
     EXIT_INVALID,
@@ -21,6 +23,9 @@ from chatplan.errors import (
     InvalidInput,
 )
 from chatplan.files import write_json_atomic
+from chatplan.horizon import DEFAULT_DATA_RATIO, DEFAULT_TOTAL_BATCH_SIZE
+from chatplan.shape import DEFAULT_ASPECT_RATIO, DEFAULT_HEAD_DIM, DEFAULT_SEQ_LEN, DEFAULT_VOCAB_SIZE
+from chatplan.timing import DEFAULT_INTER_NODE_GBPS
 
 app = typer.Typer(
     add_completion=False,
@@ -66,12 +71,14 @@ PLAN_OPTIONS: list[tuple[str, Any, Any]] = [
                                      "$CHATPLAN_CALIBRATION or ~/.config/chatplan/calibration.json).")),
     ("tokenizer", Path | None, _opt("--tokenizer", help="Tokenizer dir: use its measured chars/token")),
 ]
+# Defaults come from the modules that own them (one source of truth); None means "not given".
 PLAN_DEFAULTS: dict[str, Any] = {
-    "depth": None, "tier": None, "budget": None, "gpus": None, "gpus_per_node": 8, "nodes": None, "aspect_ratio": 64,
-    "head_dim": 128, "kv_heads": None, "vocab_size": 65_536, "seq_len": 2_048, "total_batch_size": 524_288,
-    "data_ratio": 20.0, "target_flops": None, "steps": None, "device_batch_size": None, "mfu": None,
-    "price": None, "chars_per_token": 4.8, "chars_per_shard": 250e6, "inter_node_gbps": 400.0,
-    "gpu_catalog": None, "calibration": None, "tokenizer": None,
+    "depth": None, "tier": None, "budget": None, "gpus": None, "gpus_per_node": DEFAULT_GPUS_PER_NODE,
+    "nodes": None, "aspect_ratio": DEFAULT_ASPECT_RATIO, "head_dim": DEFAULT_HEAD_DIM, "kv_heads": None,
+    "vocab_size": DEFAULT_VOCAB_SIZE, "seq_len": DEFAULT_SEQ_LEN, "total_batch_size": DEFAULT_TOTAL_BATCH_SIZE,
+    "data_ratio": DEFAULT_DATA_RATIO, "target_flops": None, "steps": None, "device_batch_size": None, "mfu": None,
+    "price": None, "chars_per_token": DEFAULT_CHARS_PER_TOKEN, "chars_per_shard": DEFAULT_CHARS_PER_SHARD,
+    "inter_node_gbps": DEFAULT_INTER_NODE_GBPS, "gpu_catalog": None, "calibration": None, "tokenizer": None,
 }
 
 
@@ -116,7 +123,10 @@ def edge_inputs(args: dict, calibration_must_exist: bool = True) -> dict:
 
 
 def measured_chars_per_token(tokenizer_dir: Path) -> float:
-    path = Path(tokenizer_dir) / "eval.json"
+    """The figure `chatplan tokenizer eval` saved beside the tokenizer."""
+    from chatplan.tokenizer.evaluate import EVAL_FILE
+
+    path = Path(tokenizer_dir) / EVAL_FILE
     try:
         return float(json.loads(path.read_text())["chars_per_token"])
     except (OSError, KeyError, ValueError):
