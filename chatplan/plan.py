@@ -11,7 +11,7 @@ from dataclasses import dataclass, field, replace
 
 from chatplan import __version__
 from chatplan.calibration import Calibration, CalibrationPoint, calibrated_mfu
-from chatplan.catalog import Catalog, Fleet, builtin_catalog, check_batch_divides, parse_fleet
+from chatplan.catalog import DEFAULT_GPUS_PER_NODE, Catalog, Fleet, builtin_catalog, check_batch_divides, parse_fleet
 from chatplan.counts import ParamCounts, flops_per_token, param_counts
 from chatplan.dataplan import DEFAULT_CHARS_PER_SHARD, DEFAULT_CHARS_PER_TOKEN, DataPlan, data_plan
 from chatplan.errors import InvalidInput, RequirementFailed
@@ -223,7 +223,7 @@ def plan(
     *,
     tier: str | int | None = None,
     gpus: str | None = None,
-    gpus_per_node: int = 8,
+    gpus_per_node: int = DEFAULT_GPUS_PER_NODE,
     nodes: int | None = None,
     aspect_ratio: int = DEFAULT_ASPECT_RATIO,
     head_dim: int = DEFAULT_HEAD_DIM,
@@ -259,6 +259,7 @@ def plan(
         return plan_for_budget(budget, **args)
     catalog = catalog or builtin_catalog()
     tier_obj = None
+    fleet = None  # parsed once, early for the tiny tier (which needs the world size), else below
     if tier is not None:
         tier_obj = get_tier(tier)
         if depth is not None and depth != tier_obj.depth:
@@ -273,12 +274,13 @@ def plan(
                 if value != default and value != TINY[name]:
                     raise InvalidInput(f"--tier tiny fixes {name.replace('_', ' ')} at {TINY[name]}, got {value}: "
                                        "use --depth for a custom model")
-            if parse_fleet(gpus, catalog, gpus_per_node, nodes).gpu.device_type != "cpu":
+            fleet = parse_fleet(gpus, catalog, gpus_per_node, nodes)
+            if fleet.gpu.device_type != "cpu":
                 raise InvalidInput(f"--tier tiny is a CPU preset (NxCPU), not for {gpus}")
             seq_len, vocab_size = TINY["seq_len"], TINY["vocab_size"]
             device_batch_size, eval_every = TINY["device_batch_size"], TINY["eval_every"]
             steps = steps or TINY["steps"]
-            world = parse_fleet(gpus, catalog, gpus_per_node, nodes).num_gpus
+            world = fleet.num_gpus
             total_batch_size = device_batch_size * seq_len * world  # accumulation 1
             eval_tokens = device_batch_size * seq_len * world
             compile = False
@@ -297,7 +299,7 @@ def plan(
     counts = param_counts(shape)
     fpt = flops_per_token(shape, counts)
     horizon = training_horizon(counts.total, fpt, total_batch_size, steps, target_flops, data_ratio)
-    fleet = parse_fleet(gpus, catalog, gpus_per_node, nodes)
+    fleet = fleet or parse_fleet(gpus, catalog, gpus_per_node, nodes)
     world = fleet.num_gpus
     seqs_per_rank = check_batch_divides(total_batch_size, seq_len, world)
     gpu = fleet.gpu
@@ -359,7 +361,8 @@ def plan(
     time = time_and_cost(horizon.total_flops, fpt, horizon.steps, total_batch_size, world, fleet_peak,
                          used_mfu, mfu_source, price_per_hour, inter_node_s, eval_every, eval_tokens)
     # the published recipes' downloads are comparable only for the reference horizon and shape
-    reference = ((aspect_ratio, vocab_size, seq_len, total_batch_size) == (64, 65_536, 2_048, 524_288)
+    reference = ((aspect_ratio, vocab_size, seq_len, total_batch_size)
+                 == (DEFAULT_ASPECT_RATIO, DEFAULT_VOCAB_SIZE, DEFAULT_SEQ_LEN, DEFAULT_TOTAL_BATCH_SIZE)
                  and horizon.source == "data_ratio" and data_ratio == DEFAULT_DATA_RATIO)
     data = data_plan(horizon.tokens, depth if reference else None, chars_per_token, chars_per_shard)
     if data.warning:
