@@ -164,31 +164,38 @@ def check_gpus(plan_gpu: str, nproc_per_node: int, catalog: Catalog) -> None:
 def prepare_sample(run_dir: Path, vocab_size: int) -> tuple[Path, Path]:
     """The embedded sample corpus and a tokenizer trained on its train split, cached in the run dir."""
     from chatplan.data.sample import write_sample_corpus
-    from chatplan.data.shards import iter_texts
-    from chatplan.tokenizer import load_tokenizer, train_tokenizer
 
     corpus = write_sample_corpus(run_dir / "sample")
     tok_dir = run_dir / "tokenizer"
+    ensure_tokenizer(tok_dir, vocab_size, list(corpus.train_paths))
+    return corpus.dir, tok_dir
+
+
+def ensure_tokenizer(tok_dir: Path, vocab_size: int, train_paths: list[Path]) -> None:
+    """Reuse the tokenizer in `tok_dir` if it has the plan's vocab; else train one on the training
+    shards (never the validation shard)."""
+    from chatplan.data.shards import iter_texts
+    from chatplan.tokenizer import load_tokenizer, train_tokenizer
+
     try:
         if load_tokenizer(tok_dir).vocab_size == vocab_size:
-            return corpus.dir, tok_dir
-    except Exception:  # absent or from another vocab: train it
+            return
+    except InvalidInput:  # absent or unreadable: train it
         pass
 
     def texts():
-        for path in corpus.train_paths:
+        for path in train_paths:
             yield from iter_texts(path)
 
     train_tokenizer(texts(), vocab_size, tok_dir)
-    return corpus.dir, tok_dir
 
 
 def missing_data_bytes(plan_doc: dict, data_dir: Path) -> int:
     """Disk the plan's shards still need (those not yet present, plus the validation shard)."""
-    from chatplan.dataplan import SHARD_DOWNLOAD_BYTES, VALIDATION_SHARD
+    from chatplan.dataplan import SHARD_DOWNLOAD_BYTES, VALIDATION_SHARD, shard_filename
 
     n = plan_doc["data"]["download_shards"]
-    have = sum(1 for i in range(n) if (data_dir / f"shard_{i:05d}.parquet").exists())
+    have = sum(1 for i in range(n) if (data_dir / shard_filename(i)).exists())
     have += (data_dir / VALIDATION_SHARD).exists()
     return int((n + 1 - have) * SHARD_DOWNLOAD_BYTES * 1.05)
 
@@ -218,21 +225,9 @@ def prepare_fineweb(plan_doc: dict, data_dir: Path, tok_dir: Path, yes: bool) ->
                 raise RequirementFailed("not started: not enough local data")
         else:
             sys.stderr.write(f"warning: {msg}\n")
-    from chatplan.tokenizer import load_tokenizer
+    from chatplan.data.shards import train_shard_paths
 
-    try:
-        if load_tokenizer(tok_dir).vocab_size == plan_doc["tokenizer"]["vocab_size"]:
-            return
-    except Exception:
-        pass
-    from chatplan.data.shards import iter_texts, train_shard_paths
-    from chatplan.tokenizer import train_tokenizer
-
-    def texts():
-        for path in train_shard_paths(data_dir):
-            yield from iter_texts(path)
-
-    train_tokenizer(texts(), plan_doc["tokenizer"]["vocab_size"], tok_dir)
+    ensure_tokenizer(tok_dir, plan_doc["tokenizer"]["vocab_size"], train_shard_paths(data_dir))
 
 
 def bind_inputs(plan_doc: dict, data_dir: Path, source: str, tok_dir: Path) -> dict:
