@@ -183,7 +183,7 @@ FIT_BATCHES = [2**i for i in range(9)]  # 1 ... 256
 def fit(plan_args: dict, json_out: JsonOpt = False, fmt: FormatOpt = "rich") -> None:
     """What fits where: peak device memory per GPU for batch 1..256 across GPU types."""
     from chatplan.catalog import check_batch_divides, load_catalog, parse_fleet
-    from chatplan.memory import ExecutionMode, estimate_memory
+    from chatplan.memory import default_mode, estimate_memory
     from chatplan.plan import get_tier
     from chatplan.shape import model_shape
 
@@ -215,7 +215,7 @@ def fit(plan_args: dict, json_out: JsonOpt = False, fmt: FormatOpt = "rich") -> 
     result = []
     for fleet in fleets:
         world = fleet.num_gpus
-        mode = ExecutionMode(fleet.gpu.device_type, compiled=fleet.gpu.device_type == "cuda")
+        mode = default_mode(fleet.gpu.device_type)
         per_rank = max(1, seqs_per_step // world)
         cells = []
         for b in FIT_BATCHES:
