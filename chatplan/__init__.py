@@ -8,10 +8,11 @@
 The planner is pure Python: importing it never imports torch, rich, pyarrow or httpx.
 """
 
-__version__ = "0.1.0"
+__version__ = "0.2.0"  # the one place the version is written (pyproject.toml reads it)
 
 from chatplan.errors import ChatplanError, InvalidInput, RequirementFailed, RuntimeFailure  # noqa: E402
-from chatplan.plan import TIERS, Plan, plan  # noqa: E402
+from chatplan.plan import Plan, plan  # noqa: E402
+from chatplan.request import TIERS, PlanRequest  # noqa: E402
 
-__all__ = ["plan", "Plan", "TIERS", "ChatplanError", "InvalidInput", "RequirementFailed", "RuntimeFailure",
-           "__version__"]
+__all__ = ["plan", "Plan", "PlanRequest", "TIERS", "ChatplanError", "InvalidInput", "RequirementFailed",
+           "RuntimeFailure", "__version__"]

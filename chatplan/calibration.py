@@ -53,6 +53,7 @@ class CalibrationPoint:
     recorded_at: str = ""
     run_dir: str = ""
     vocab_size: int | None = None  # absent in points recorded before it was added: matches any
+    arch: str = "nanochat-2025"  # points recorded before architectures were named are late-2025 runs
 
     def __post_init__(self) -> None:
         if not (isinstance(self.mfu, (int, float)) and 0 < self.mfu <= 1):
@@ -71,12 +72,12 @@ class Calibration:
     points: tuple[CalibrationPoint, ...] = ()
     source: str = ""
 
-    def matching(self, gpu: str, device_type: str, world_size: int, seq_len: int,
+    def matching(self, arch: str, gpu: str, device_type: str, world_size: int, seq_len: int,
                  vocab_size: int) -> list[CalibrationPoint]:
-        """Points of the same GPU type, device type and world size, for the same context and vocab
-        (a T 256 run says little about T 2,048, whose attention and logits shares differ)."""
+        """Points of the same architecture, GPU type, device type and world size, for the same context
+        and vocab (a T 256 run says little about T 2,048, whose attention and logits shares differ)."""
         return [p for p in self.points
-                if p.gpu == gpu and p.device_type == device_type and p.world_size == world_size
+                if p.arch == arch and p.gpu == gpu and p.device_type == device_type and p.world_size == world_size
                 and p.seq_len == seq_len and p.vocab_size in (None, vocab_size)]
 
 
@@ -87,8 +88,8 @@ class CalibratedMFU:
     method: str  # "exact" | "interpolated" | "scaled"
 
 
-def calibrated_mfu(calibration: Calibration | None, gpu: str, device_type: str, world_size: int, depth: int,
-                   seq_len: int, vocab_size: int, model_mfu: float, model_mfu_at) -> CalibratedMFU | None:
+def calibrated_mfu(calibration: Calibration | None, arch: str, gpu: str, device_type: str, world_size: int,
+                   depth: int, seq_len: int, vocab_size: int, model_mfu: float, model_mfu_at) -> CalibratedMFU | None:
     """The MFU the recorded runs imply for `depth`, or None when no point applies.
 
     `model_mfu` is the uncalibrated model's prediction for this plan; `model_mfu_at(point)` its
@@ -96,7 +97,7 @@ def calibrated_mfu(calibration: Calibration | None, gpu: str, device_type: str, 
     """
     if calibration is None:
         return None
-    pts = calibration.matching(gpu, device_type, world_size, seq_len, vocab_size)
+    pts = calibration.matching(arch, gpu, device_type, world_size, seq_len, vocab_size)
     if not pts:
         return None
     exact = [p.mfu for p in pts if p.depth == depth]

@@ -37,6 +37,7 @@ class GPU:
     price_per_hour: float  # default $ per GPU-hour
     intra_node_gbps: float  # GB/s (gigaBYTES) each way between GPUs of one node; note --inter-node-gbps is Gb/s
     device_type: str = "cuda"
+    compute_capability: float | None = None  # CUDA compute capability (bf16 >= 8.0, fp8 >= 8.9); None: n/a
     # per figure: {"source": str, "verified": bool, "derived"?: bool, "assumed"?: date}
     provenance: dict[str, dict] = field(default_factory=dict, compare=False, hash=False)
 
@@ -50,7 +51,8 @@ class GPU:
         return {"name": self.name, "description": self.description, "memory_gib": self.memory_gib,
                 "peak_flops": self.peak_flops, "matmul_efficiency": self.matmul_efficiency,
                 "memory_bandwidth": self.memory_bandwidth, "price_per_hour": self.price_per_hour,
-                "intra_node_gbps": self.intra_node_gbps, "device_type": self.device_type}
+                "intra_node_gbps": self.intra_node_gbps, "device_type": self.device_type,
+                "compute_capability": self.compute_capability}
 
 
 def _normalise(name: str) -> str:
@@ -122,8 +124,12 @@ def _gpu_from_record(rec: dict, base: GPU | None) -> GPU:
     device_type = rec.get("device_type", base.device_type if base else "cuda")
     if device_type not in ("cuda", "cpu"):
         raise InvalidInput(f"GPU {name!r}: device_type must be cuda or cpu, got {device_type!r}")
+    capability = rec.get("compute_capability", base.compute_capability if base else None)
+    if capability is not None:
+        capability = _figure(name, "compute_capability", capability)
     return GPU(
         name=rec["name"],
+        compute_capability=capability,
         aliases=tuple(rec.get("aliases", base.aliases if base else ())),
         description=rec.get("description", base.description if base else rec["name"]),
         device_type=device_type,
@@ -233,22 +239,3 @@ def parse_fleet(
         raise InvalidInput(f"--nodes {nodes} disagrees with --gpus {spec} at {gpus_per_node} GPUs per node "
                            f"({derived} node{'s' if derived > 1 else ''})")
     return Fleet(gpu=gpu, num_gpus=count, nodes=derived, gpus_per_node=per_node)
-
-
-def check_batch_divides(total_batch_size: int, seq_len: int, num_gpus: int) -> int:
-    """Tokens per rank per step must be whole sequences: returns sequences per rank per step."""
-    per_step = seq_len * num_gpus
-    if total_batch_size % per_step == 0:
-        return total_batch_size // per_step
-    lower = (total_batch_size // per_step) * per_step
-    sizes = [s for s in (lower, lower + per_step) if s > 0]
-    seqs = total_batch_size / seq_len
-    counts = [g for g in range(1, 4 * num_gpus + 1) if seqs == int(seqs) and int(seqs) % g == 0]
-    below = max((g for g in counts if g < num_gpus), default=None)
-    above = min((g for g in counts if g > num_gpus), default=None)
-    gpu_hint = " or ".join(str(g) for g in (below, above) if g is not None) or "none"
-    raise InvalidInput(
-        f"total batch {total_batch_size:,} tokens is not divisible by context {seq_len:,} x {num_gpus} GPUs; "
-        f"nearest valid total batch sizes: {' and '.join(f'{s:,}' for s in sizes)}; "
-        f"nearest valid GPU counts: {gpu_hint}")
-

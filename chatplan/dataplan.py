@@ -1,26 +1,33 @@
-"""Data plan (SPEC §7): how many FineWeb-Edu shards a horizon needs, how much to download."""
+"""Data plan (SPEC §7, SPEC-2026 §11): how many shards a horizon needs, how much to download.
+
+Generic over the architecture's `Dataset` (FineWeb-Edu for late 2025, ClimbMix for 2026): the
+characters the training tokens correspond to (the loader's crop included), the shards they fill,
+what to download, and whether the run repeats the data.
+"""
 
 from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
 
-from chatplan.errors import InvalidInput
+from chatplan.arch import DEFAULT_ARCH, get_arch
+from chatplan.arch.base import Dataset
 
-DATASET_BASE_URL = "https://huggingface.co/datasets/karpathy/fineweb-edu-100b-shuffle/resolve/main"
-NUM_SHARDS = 1_823  # shard_00000 ... shard_01822
-VALIDATION_SHARD_INDEX = NUM_SHARDS - 1  # fixed: the last file of the dataset (SPEC §7)
-MAX_TRAIN_SHARDS = NUM_SHARDS - 1  # 1,822 shards hold training text
-DEFAULT_CHARS_PER_TOKEN = 4.8  # measured for the 65,536-token tokenizer on FineWeb-Edu
-DEFAULT_CHARS_PER_SHARD = 250e6
-SHARD_DOWNLOAD_BYTES = 100e6  # ~100 MB compressed per shard
 DOWNLOAD_MARGIN_PERCENT = 110  # recommend 10 % more than needed, rounded up to a multiple of 10
-# What the published nanochat recipes downloaded, shown beside our recommendation.
-PUBLISHED_DOWNLOADS = {20: 240, 26: 450, 32: 800}
+
+# The default architecture's corpus: what the data and tokenizer commands, the downloader and the
+# sample corpus (which mimics its file layout) use when no architecture is named.
+DEFAULT_DATASET = get_arch(DEFAULT_ARCH).dataset
+DATASET_BASE_URL = DEFAULT_DATASET.base_url
+NUM_SHARDS = DEFAULT_DATASET.num_train_shards + 1  # training shards, then the validation shard
+VALIDATION_SHARD_INDEX = DEFAULT_DATASET.validation_shard_index
+MAX_TRAIN_SHARDS = DEFAULT_DATASET.num_train_shards
+DEFAULT_CHARS_PER_TOKEN = DEFAULT_DATASET.chars_per_token
+SHARD_DOWNLOAD_BYTES = DEFAULT_DATASET.shard_download_bytes
 
 
 def shard_filename(index: int) -> str:
-    return f"shard_{index:05d}.parquet"
+    return DEFAULT_DATASET.shard_filename(index)
 
 
 VALIDATION_SHARD = shard_filename(VALIDATION_SHARD_INDEX)
@@ -45,31 +52,31 @@ class DataPlan:
 
 def data_plan(
     tokens: int,
+    dataset: Dataset,
+    chars_per_token: float,
+    chars_per_shard: float,
     depth: int | None = None,
-    chars_per_token: float = DEFAULT_CHARS_PER_TOKEN,
-    chars_per_shard: float = DEFAULT_CHARS_PER_SHARD,
 ) -> DataPlan:
-    if not (chars_per_token > 0 and math.isfinite(chars_per_token)):
-        raise InvalidInput(f"chars per token must be a positive finite number, got {chars_per_token}")
-    if not (chars_per_shard >= 1 and math.isfinite(chars_per_shard)):
-        raise InvalidInput(f"chars per shard must be a finite number >= 1, got {chars_per_shard}")
-    characters = tokens * chars_per_token
+    """`depth` only when the plan is a published recipe's horizon: then its download is shown beside."""
+    # the loader drops what it crops (2026's best-fit packing keeps ~65 %): the corpus must hold more
+    characters = tokens / dataset.kept_token_fraction * chars_per_token
     needed = math.ceil(characters / chars_per_shard)
     # needed x 1.10 rounded up to a multiple of 10, in integers (100 x 1.1 is 110.00000000000001)
     recommended = -(-needed * DOWNLOAD_MARGIN_PERCENT // 1000) * 10
     warning = None
-    epochs = characters / (MAX_TRAIN_SHARDS * chars_per_shard)
-    if needed > MAX_TRAIN_SHARDS:
-        warning = (f"needs {needed:,} training shards but the dataset has {MAX_TRAIN_SHARDS:,}: "
+    available = dataset.num_train_shards
+    epochs = characters / (available * chars_per_shard)
+    if needed > available:
+        warning = (f"needs {needed:,} training shards but the dataset has {available:,}: "
                    f"the run repeats the data for {epochs:.2f} epochs")
-    download = min(recommended, MAX_TRAIN_SHARDS)
+    download = min(recommended, available)
     return DataPlan(
         train_shards_needed=needed,
         download_shards=download,
-        published_download=PUBLISHED_DOWNLOADS.get(depth) if depth is not None else None,
-        validation_shard=VALIDATION_SHARD,
+        published_download=dict(dataset.published_downloads).get(depth) if depth is not None else None,
+        validation_shard=dataset.validation_shard,
         characters=characters,
-        download_bytes=(download + 1) * SHARD_DOWNLOAD_BYTES,
+        download_bytes=(download + 1) * dataset.shard_download_bytes,
         epochs=epochs,
         chars_per_token=chars_per_token,
         chars_per_shard=chars_per_shard,

@@ -1,4 +1,9 @@
-"""Training horizon (SPEC §4): steps, tokens and total FLOPs."""
+"""Training horizon (SPEC §4, SPEC-2026 §5): steps, tokens and total FLOPs.
+
+Generic: the architecture says which parameter count a tokens:params ratio multiplies (all of them
+in late 2025, the scaling parameters since 2026) and what the total batch is; the precedence and
+the rounding are nanochat's in both generations.
+"""
 
 from __future__ import annotations
 
@@ -7,8 +12,6 @@ from dataclasses import asdict, dataclass
 
 from chatplan.errors import InvalidInput
 
-DEFAULT_TOTAL_BATCH_SIZE = 524_288  # tokens per optimizer step (2^19)
-DEFAULT_DATA_RATIO = 20.0  # Chinchilla tokens per parameter
 MAX_STEPS = 10**12  # a sanity bound: far beyond any real run, small enough for exact float arithmetic
 
 
@@ -18,7 +21,7 @@ class Horizon:
     total_batch_size: int  # tokens per optimizer step, all ranks together
     tokens: int
     total_flops: float
-    tokens_per_param: float
+    tokens_per_param: float  # tokens per parameter the ratio counts (scaling parameters)
     source: str  # which input decided the steps: "steps" | "target_flops" | "data_ratio"
 
     def to_dict(self) -> dict:
@@ -28,10 +31,10 @@ class Horizon:
 def training_horizon(
     num_params: int,
     flops_per_token: int,
-    total_batch_size: int = DEFAULT_TOTAL_BATCH_SIZE,
+    total_batch_size: int,
     steps: int | None = None,
     target_flops: float | None = None,
-    data_ratio: float = DEFAULT_DATA_RATIO,
+    data_ratio: float = 20.0,
 ) -> Horizon:
     """Precedence as nanochat's base_train: explicit steps, else a FLOPs target, else a data ratio."""
     if total_batch_size < 1:
@@ -54,14 +57,14 @@ def training_horizon(
         if not raw <= MAX_STEPS:  # also catches an overflow to inf
             raise InvalidInput(f"the horizon comes to {raw:.3g} steps, above the supported {MAX_STEPS:.0e}: lower "
                                "the FLOPs target or data ratio")
-        # SPEC §4: round() for a FLOPs target; floor(ratio * N / batch) for a ratio (exact in integers
-        # whenever the ratio is a whole number, as the default 20 is)
+        # nanochat: round() for a FLOPs target; int(ratio * N) // batch for a ratio (exact in integers
+        # whenever the ratio is a whole number, as the defaults 20 and 12 are)
         if source == "target_flops":
             steps = round(raw)
         elif float(data_ratio).is_integer():
             steps = int(data_ratio) * num_params // total_batch_size
         else:
-            steps = int(raw)
+            steps = int(data_ratio * num_params) // total_batch_size
     if steps < 1:
         raise InvalidInput(f"the horizon comes to {steps} steps: raise the FLOPs target or data ratio")
     if steps > MAX_STEPS:

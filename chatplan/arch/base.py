@@ -15,6 +15,7 @@ from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass
 
 from chatplan.errors import InvalidInput
+from chatplan.precision import Precision
 
 MAX_DEPTH = 1_024  # a sanity bound for searches and inputs, far above anything trainable today
 
@@ -35,6 +36,8 @@ class ModelShape:
     mlp_hidden: int
     window_sizes: tuple[int, ...]  # attention window of each layer (T everywhere = full attention)
     value_embed_layers: tuple[int, ...]  # layers with a value embedding (none before 2026)
+    aspect_ratio: int  # the inputs the shape was derived from, so a reader can re-derive it
+    window_pattern: str
 
     @property
     def kv_dim(self) -> int:
@@ -105,6 +108,31 @@ class Dataset:
     @property
     def validation_shard(self) -> str:
         return self.shard_filename(self.validation_shard_index)
+
+
+@dataclass(frozen=True)
+class MemoryTerms:
+    """What the architecture's trainer allocates, for the generic memory model (bytes)."""
+
+    weights: int
+    gradients: int  # full on every rank
+    optimizer_state_per_rank: tuple[int, ...]
+    weight_copies: int  # low-precision casts of the matmul weights, saved for backward
+    optimizer_workspace: int  # the optimizer step's temporaries on the busiest rank
+    comm_scratch: int  # collective buffers alive during the step
+    activation_bytes_per_token: float  # saved for backward, per token of a micro-batch
+    loss_bytes_per_token: float  # the loss path's B x T x V tensors (saved + the gradient at backward)
+    loss_fixed_bytes: int  # loss-path memory that does not scale with the batch
+
+
+@dataclass(frozen=True)
+class StepTerms:
+    """What one training step does, for the generic time model."""
+
+    timed_flops_per_token: float  # matmul FLOPs weighted by how fast their kernels run (attention slower)
+    memory_bytes_per_token: float  # memory-bound traffic (norms, rotary, residuals, activations, softcap)
+    optimizer_flops_busiest_rank: float  # Newton-Schulz / Polar Express of the matrices the busiest rank owns
+    sync_bytes_per_rank: float  # gradient reduction + weight distribution per optimizer step
 
 
 class Architecture(ABC):
@@ -201,6 +229,15 @@ class Architecture(ABC):
     def check_world_size(self, shape: ModelShape, world_size: int) -> str | None:
         """Why a world size cannot train this shape (a rule of the optimizer's sharding), or None."""
         return None
+
+    # --- the terms the generic memory and time models read ------------------------------------------
+    @abstractmethod
+    def memory_terms(self, shape: ModelShape, world_size: int, precision: Precision) -> MemoryTerms:
+        """The trainer's tensors for this shape, world size and precision."""
+
+    @abstractmethod
+    def step_terms(self, shape: ModelShape, world_size: int, precision: Precision) -> StepTerms:
+        """The work of one step for the time model."""
 
 
 def ceil_to(x: int, multiple: int) -> int:

@@ -1,0 +1,118 @@
+"""Many plans, one answer: the largest depth a budget buys, and fleets ranked by cost or time."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, replace
+
+from chatplan.arch.base import MAX_DEPTH
+from chatplan.calibration import Calibration
+from chatplan.catalog import Catalog
+from chatplan.errors import InvalidInput, RequirementFailed
+from chatplan.plan import BudgetChoice, Plan, plan_one
+from chatplan.request import PlanRequest, resolve
+
+
+def plan_for_budget(request: PlanRequest, catalog: Catalog, calibration: Calibration | None) -> Plan:
+    """The largest valid depth whose predicted pretraining cost is within the budget (dollars).
+
+    Cost grows monotonically with depth (FLOPs grow ~L^4 while MFU moves slowly), so the search walks
+    up the valid depths and stops at the first one over budget, or that no longer fits in memory.
+    """
+    budget = request.budget
+    if isinstance(budget, bool) or not isinstance(budget, (int, float)) or not (budget > 0 and math.isfinite(budget)):
+        raise InvalidInput(f"budget must be a positive finite number of dollars, got {budget!r}")
+    if request.depth is not None or request.tier is not None:
+        raise InvalidInput("--budget chooses the depth: drop --depth / --tier")
+    resolved, arch, _ = resolve(replace(request, budget=None, depth=1))
+    best: Plan | None = None
+    over: Plan | None = None
+    for depth in range(1, MAX_DEPTH + 1):
+        if not arch.is_valid_depth(depth, resolved.aspect_ratio, resolved.head_dim, resolved.kv_heads):  # type: ignore[arg-type]
+            continue
+        try:
+            candidate = plan_one(replace(request, budget=None, depth=depth), catalog, calibration)
+        except RequirementFailed:
+            break  # deeper models need even more memory
+        if candidate.time.cost_usd > budget:
+            over = candidate
+            break
+        best = candidate
+    if best is None:
+        cheapest = f"depth {over.depth} costs ${over.time.cost_usd:,.2f}" if over else "no depth fits in memory"
+        raise RequirementFailed(f"budget ${budget:,.2f} buys no model on this fleet: {cheapest}")
+    choice = BudgetChoice(float(budget), best.depth, best.time.cost_usd, over.depth if over else None,
+                          over.time.cost_usd if over else None)
+    return replace(best, budget=choice, request=replace(best.request, budget=float(budget)))
+
+
+DEFAULT_COUNTS = (1, 8, 16, 32, 64)
+
+
+@dataclass(frozen=True)
+class FleetRow:
+    fleet: str
+    plan: Plan | None  # None when the fleet cannot run this model
+    problem: str | None
+    verdict: str = ""  # for rows without a plan: "oom" (nothing fits) or "invalid" (e.g. batch does not divide)
+
+    def to_dict(self) -> dict:
+        if self.plan is None:
+            return {"fleet": self.fleet, "verdict": self.verdict, "problem": self.problem}
+        p = self.plan
+        return {"fleet": self.fleet, "depth": p.depth, "gpu": p.fleet.gpu.name, "num_gpus": p.fleet.num_gpus,
+                "nodes": p.fleet.nodes,
+                "verdict": p.memory.verdict, "device_batch_size": p.parallelism.device_batch_size,
+                "grad_accum_steps": p.parallelism.grad_accum_steps, "peak_device_gib": p.memory.peak_device_gib,
+                "mfu": p.time.mfu, "pretrain_hours": p.time.pretrain_hours, "cost_usd": p.time.cost_usd,
+                "price_per_gpu_hour": p.time.price_per_gpu_hour}
+
+
+def compare_fleets(
+    request: PlanRequest,
+    catalog: Catalog,
+    calibration: Calibration | None = None,
+    by: str = "cost",
+    gpu_names: list[str] | None = None,
+    counts: tuple[int, ...] = DEFAULT_COUNTS,
+    max_hours: float | None = None,
+) -> list[FleetRow]:
+    """Every fleet (GPU type x count) planned with plan(), ranked by cost or time; non-runnable last.
+
+    Inputs that are wrong whatever the fleet (an invalid depth, a bad MFU) are refused once, before
+    any fleet is tried; only what a fleet decides (divisibility, memory) becomes a row's problem.
+    """
+    from chatplan.plan import plan
+    if by not in ("cost", "time"):
+        raise InvalidInput(f"--by {by!r} is not one of cost, time")
+    if max_hours is not None and not (max_hours > 0 and math.isfinite(max_hours)):
+        raise InvalidInput(f"--max-hours must be a positive finite number, got {max_hours!r}")
+    bad = [c for c in counts if not (isinstance(c, int) and c >= 1)]
+    if bad or not counts:
+        raise InvalidInput(f"GPU counts must be positive integers, got {', '.join(map(str, counts)) or 'none'}")
+    if request.budget is None:
+        resolved, arch, _ = resolve(request)
+        if resolved.depth is None:
+            raise InvalidInput("give a depth (--depth D), a tier (--tier 100|300|1000|tiny) or a budget (--budget USD)")
+        arch.model_shape(resolved.depth, resolved.aspect_ratio, resolved.head_dim, resolved.kv_heads,
+                         resolved.vocab_size, resolved.seq_len, resolved.window_pattern)
+    names = [catalog.get(n).name for n in gpu_names] if gpu_names else [
+        g.name for g in catalog.gpus if g.device_type == "cuda"]
+    rows = []
+    for name in names:
+        for count in counts:
+            fleet = f"{count}x{catalog.get(name).name}"
+            try:
+                rows.append(FleetRow(fleet, plan(replace(request, gpus=fleet), catalog=catalog,
+                                                calibration=calibration), None))
+            except RequirementFailed as e:  # valid fleet, but the model does not fit even at batch 1
+                rows.append(FleetRow(fleet, None, str(e), "oom"))
+            except InvalidInput as e:  # e.g. the total batch does not divide over this many GPUs
+                rows.append(FleetRow(fleet, None, str(e), "invalid"))
+    runnable = [r for r in rows if r.plan is not None
+                and (max_hours is None or r.plan.time.pretrain_hours <= max_hours)]
+    key = (lambda r: (r.plan.time.cost_usd, r.plan.time.pretrain_hours)) if by == "cost" else (
+        lambda r: (r.plan.time.pretrain_hours, r.plan.time.cost_usd))
+    runnable.sort(key=key)
+    slow = [r for r in rows if r.plan is not None and r not in runnable]
+    return runnable + slow + [r for r in rows if r.plan is None]
