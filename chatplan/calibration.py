@@ -22,19 +22,13 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import asdict, dataclass
-from datetime import datetime, timezone
 from pathlib import Path
 
 from chatplan.errors import InvalidInput
 from chatplan.files import write_json_atomic
+from chatplan.paths import calibration_path
 
-CALIBRATION_ENV = "CHATPLAN_CALIBRATION"
 FILE_VERSION = 1
-
-
-def default_calibration_path() -> Path:
-    base = os.environ.get("XDG_CONFIG_HOME") or os.path.join(os.path.expanduser("~"), ".config")
-    return Path(base) / "chatplan" / "calibration.json"
 
 
 @dataclass(frozen=True)
@@ -125,7 +119,7 @@ def load_calibration(path: str | os.PathLike | None, must_exist: bool = True) ->
     a missing explicit one that a run is about to create); a clear error for an unreadable one."""
     if path is not None and str(path).lower() == "none":
         return None
-    file = Path(path or os.environ.get(CALIBRATION_ENV) or default_calibration_path())
+    file = calibration_path(path)
     if not file.exists():
         if path is not None and must_exist:
             raise InvalidInput(f"calibration file {str(file)!r} does not exist (use --calibration none to skip)")
@@ -146,42 +140,3 @@ def record_point(path: str | os.PathLike, point: CalibrationPoint) -> int:
     points.append(point.to_dict())
     write_json_atomic(file, {"version": FILE_VERSION, "points": points})
     return len(points)
-
-
-def point_from_run(run_dir: str | os.PathLike) -> CalibrationPoint:
-    """Read a finished run's plan.json and report.json into a calibration point."""
-    run = Path(run_dir)
-    try:
-        plan = json.loads((run / "plan.json").read_text())
-        report = json.loads((run / "report.json").read_text())
-    except FileNotFoundError as e:
-        raise InvalidInput(f"{str(run)!r} is not a finished run directory: {Path(e.filename).name} is missing") \
-            from None
-    except ValueError as e:
-        raise InvalidInput(f"{str(run)!r} holds an unreadable plan or report: {e}") from None
-    tok_s = (report.get("tokens_per_second") or {}).get("achieved")
-    if not tok_s:
-        raise InvalidInput(f"{str(run)!r}: report.json has no achieved throughput (did the run finish a step?)")
-    # MFU against the peak the planner uses (the catalog's): on a GPU that is what the trainer reports;
-    # on a CPU the trainer divides by its own measured matmul peak, which the next plan does not know.
-    world = plan["parallelism"]["world_size"]
-    fleet_peak = plan["predictions"]["peak_flops_per_gpu"] * (world if plan["device"]["type"] == "cuda" else 1)
-    mfu = plan["flops_per_token"] * tok_s / fleet_peak
-    if not 0 < mfu <= 1:
-        raise InvalidInput(f"{str(run)!r}: the run's throughput gives MFU {mfu:.3f} against the catalog peak "
-                           f"of {plan['device']['gpu']}: not a plausible calibration point")
-    memory = report.get("memory_gib") or {}
-
-    def achieved(key: str) -> float | None:
-        return (memory.get(key) or {}).get("achieved")
-
-    return CalibrationPoint(
-        gpu=plan["device"]["gpu"], device_type=plan["device"]["type"],
-        world_size=plan["parallelism"]["world_size"], depth=plan["model"]["n_layer"],
-        device_batch_size=plan["parallelism"]["device_batch_size"], seq_len=plan["model"]["sequence_len"],
-        vocab_size=plan["model"]["vocab_size"],
-        mfu=float(mfu), chatplan_version=plan.get("chatplan_version", ""),
-        peak_allocated_gib=achieved("max_allocated"), peak_reserved_gib=achieved("max_reserved"),
-        device_used_gib=achieved("device_used"),
-        recorded_at=datetime.now(timezone.utc).isoformat(timespec="seconds"), run_dir=str(run.resolve()),
-    )

@@ -44,3 +44,8 @@ class RuntimeFailure(ChatplanError):
     """Something failed while doing the work: a download, a training run, a checkpoint (exit 3)."""
 
     exit_code = EXIT_RUNTIME
+
+
+class AlreadyReported(ChatplanError):
+    """A failure whose lines the command has printed itself (e.g. one per failed check): the CLI
+    edge only sets the exit code."""

@@ -6,7 +6,6 @@ Numbers follow nanochat's conventions where it has one (FLOPs as `1.207960e+10`)
 
 from __future__ import annotations
 
-import json
 import sys
 from collections.abc import Sequence
 
@@ -32,9 +31,9 @@ def plan_sections(p: Plan) -> list[Section]:
     s, c, h, m, t, d, f = p.shape, p.params, p.horizon, p.memory, p.time, p.data, p.fleet
     gpu = f.gpu
     sections: list[Section] = []
-    tiny = p.tier is not None and p.tier.name == "tiny"
-    if tiny:
-        sections.append(("Tier tiny", [
+    sample = p.data_source == "sample"
+    if sample and p.tier is not None:
+        sections.append((f"Tier {p.tier.name}", [
             ("preset", f"depth {p.depth}, context {s.sequence_len}, vocab {s.vocab_size:,}, batch "
                        f"{p.parallelism.device_batch_size}, fp32, on {f.label}"),
             ("data", "the embedded sample corpus (chatplan data sample): no download"),
@@ -42,44 +41,55 @@ def plan_sections(p: Plan) -> list[Section]:
         ]))
     elif p.tier is not None:
         sections.append((f"Tier ${p.tier.name}", [
-            ("preset", f"depth {p.tier.depth} on {p.tier.gpus}"),
+            ("preset", f"depth {p.tier.depth} on {p.tier.gpus}" + (f" ({p.tier.note})" if p.tier.note else "")),
             ("predicted pretraining cost", f"${t.cost_usd:,.0f} ({hours(t.pretrain_hours)})"),
             ("tier budget (end to end)", f"${p.tier.budget_usd:,.0f} (~{p.tier.budget_hours:g} h)"),
             ("difference", f"${p.tier.budget_usd - t.cost_usd:,.0f}: stages chatplan does not run "
-                           "(tokenizer, midtraining, SFT, evals)"),
+                           "(tokenizer, SFT, evals)"),
         ]))
     if p.budget is not None:
         b = p.budget
-        nxt = (f"depth {b['next_depth']} would cost ${b['next_cost_usd']:,.0f}" if b["next_depth"]
+        nxt = (f"depth {b.next_depth} would cost ${b.next_cost_usd:,.0f}" if b.next_depth and b.next_cost_usd
                else "no deeper model fits in memory")
-        sections.append((f"Budget ${b['usd']:,.0f}", [
-            ("largest depth within budget", f"{b['chosen_depth']} (${b['chosen_cost_usd']:,.0f})"),
+        sections.append((f"Budget ${b.usd:,.0f}", [
+            ("largest depth within budget", f"{b.chosen_depth} (${b.chosen_cost_usd:,.0f})"),
             ("next valid depth", nxt),
         ]))
-    sections.append(("Model", [
+    model = [
+        ("architecture", f"{p.arch.name} (nanochat {p.arch.nanochat_commit})"),
         ("depth (layers)", f"{s.n_layer}"),
         ("model dim", f"{s.n_embd:,}"),
         ("heads / kv heads / head dim", f"{s.n_head} / {s.n_kv_head} / {s.head_dim}"),
         ("MLP hidden", f"{s.mlp_hidden:,}"),
-        ("vocab / context", f"{s.vocab_size:,} / {s.sequence_len:,}"),
-    ]))
-    sections.append(("Parameters", [
-        ("wte (embedding)", f"{c.wte:,}"),
-        ("lm_head (untied)", f"{c.lm_head:,}"),
-        ("attention q / k / v / out", f"{c.attn_q:,} / {c.attn_k:,} / {c.attn_v:,} / {c.attn_out:,}"),
-        ("MLP in / out", f"{c.mlp_in:,} / {c.mlp_out:,}"),
-        ("non-embedding (all but wte)", f"{c.non_embedding:,}"),
-        ("total", f"{c.total:,}"),
-    ]))
+        ("vocab / context", f"{s.vocab_size:,} / {s.sequence_len:,}"
+         + (f" (padded to {s.padded_vocab_size:,})" if s.padded_vocab_size != s.vocab_size else "")),
+    ]
+    if s.window_pattern != "L":
+        short = min(s.window_sizes)
+        model.append(("attention windows", f"{s.window_pattern}: {s.window_sizes.count(short)} layers of {short:,}, "
+                                           f"{len(s.window_sizes) - s.window_sizes.count(short)} full"))
+    if s.value_embed_layers:
+        model.append(("value-embedding layers", f"{len(s.value_embed_layers)} of {s.n_layer}"))
+    sections.append(("Model", model))
+    sections.append(("Parameters", [(key.replace("_", " "), f"{n:,}") for key, n in c.groups]
+                     + ([("scaling (what the ratio counts)", f"{c.scaling:,}")] if c.scaling != c.total else [])))
     sections.append(("Compute and horizon", [
         ("FLOPs per token", sci(p.flops_per_token)),
         ("steps", f"{h.steps:,} (from {h.source.replace('_', ' ')})"),
-        ("total batch", f"{h.total_batch_size:,} tokens"),
+        ("total batch", f"{h.total_batch_size:,} tokens" + (" (automatic)" if p.total_batch_source == "auto"
+                                                            and p.arch.name != "nanochat-2025" else "")),
         ("tokens", f"{h.tokens:,}"),
         ("tokens : params", f"{h.tokens_per_param:.2f}"),
         ("total FLOPs", sci(h.total_flops)),
     ]))
     par = p.parallelism
+    pr = p.precision
+    sections.append(("Precision", [
+        ("compute / matmuls", f"{pr.compute_dtype} / {pr.matmul_dtype}"),
+        ("embeddings / masters", f"{pr.embedding_dtype} / {pr.master_dtype}"),
+        ("loss", "fused chunked cross-entropy" if pr.fused_loss else "soft-capped cross-entropy on fp32 logits"),
+        ("compile / attention", f"{'torch.compile' if pr.compile else 'eager'} / {pr.attention_kernel}"),
+    ]))
     sections.append(("Fleet and batch", [
         ("fleet", f"{f.num_gpus} x {gpu.name} ({f.nodes} node{'s' if f.nodes > 1 else ''} x "
                   f"{f.gpus_per_node})"),
@@ -93,7 +103,7 @@ def plan_sections(p: Plan) -> list[Section]:
         ("weights", gib(m.weights)),
         ("gradients (full on every rank)", gib(m.gradients)),
         ("optimizer state (this rank's shard)", gib(m.optimizer_state)),
-        ("autocast bf16 weight copies", gib(m.autocast_weight_copies)),
+        ("low-precision weight copies", gib(m.autocast_weight_copies)),
         ("activations saved for backward", gib(m.activations)),
         ("logits path (loss)", gib(m.logits)),
         ("optimizer-step transient", gib(m.optimizer_step_transient)),
@@ -107,7 +117,7 @@ def plan_sections(p: Plan) -> list[Section]:
     ]))
     st = p.step
     sections.append(("Time and cost", [
-        ("calibration", (p.calibration or {}).get("status", "uncalibrated")),
+        ("calibration", p.calibration.status),
         ("MFU", f"{t.mfu:.4f} ({t.mfu_source}" + (
             f"; model: compute {st.compute_s * 1e3:,.0f} ms + memory-bound {st.memory_s * 1e3:,.0f} + "
             f"overhead {st.overhead_s * 1e3:,.0f} + optimizer {st.optimizer_s * 1e3:,.0f} + "
@@ -121,11 +131,11 @@ def plan_sections(p: Plan) -> list[Section]:
         ("pretraining", hours(t.pretrain_hours)),
         ("GPU-hours", f"{t.gpu_hours:,.1f}"),
         ("price", f"${t.price_per_gpu_hour:,.2f}/GPU-h ({gpu.price_note()})"
-         if p.inputs.get("price") is None else f"${t.price_per_gpu_hour:,.2f}/GPU-h (user)"),
+         if p.request.price is None else f"${t.price_per_gpu_hour:,.2f}/GPU-h (user)"),
         ("cost", f"${t.cost_usd:,.2f}"),
     ]))
     published = f" (published recipe: {d.published_download})" if d.published_download else ""
-    if tiny:
+    if sample:
         return sections
     sections.append(("Data", [
         ("training shards needed", f"{d.train_shards_needed:,}"),
@@ -193,5 +203,33 @@ def _colour(value: str) -> str:
     return value
 
 
-def print_json(doc: object) -> None:
-    sys.stdout.write(json.dumps(doc, indent=2) + "\n")
+
+def fit_table(grid: dict) -> tuple[list[str], list[list[str]], str, str]:
+    """The `fit` grid as (headers, rows, title, note)."""
+    batches = [c["device_batch_size"] for c in grid["fleets"][0]["batches"]] if grid["fleets"] else []
+    headers = ["GPU (GiB)"] + [f"B={b}" for b in batches]
+    rows = [[f"{r['gpu']} ({r['capacity_gib']:.1f})"]
+            + [f"{c['peak_device_gib']:.1f} {c['verdict']}" + ("" if c["divides_total_batch"] else "*")
+               for c in r["batches"]] for r in grid["fleets"]]
+    title = f"chatplan fit: d{grid['depth']} ({grid['arch']}), T {grid['seq_len']:,}, {grid['assumption']}"
+    note = ("peak_device_gib (nvidia-smi comparable) per GPU; * = batch does not divide "
+            f"{grid['total_batch_size']:,} tokens / (T x GPUs)")
+    return headers, rows, title, note
+
+
+def compare_table(docs: list[dict], by: str, max_hours: float | None) -> tuple[list[str], list[list[str]], str]:
+    """The `compare` ranking as (headers, rows, title)."""
+    depths = sorted({d["depth"] for d in docs if "depth" in d})
+    model = f"d{depths[0]}" if len(depths) == 1 else "the largest depth each fleet's budget buys"
+    title = f"chatplan compare: {model} by {by}" + (f", done within {max_hours:g} h first" if max_hours else "")
+    table = []
+    for rank, d in enumerate(docs, 1):
+        if "cost_usd" not in d:
+            table.append([str(rank), d["fleet"], "-", d["verdict"], "-", "-", "-", d["problem"][:60]])
+            continue
+        late = max_hours is not None and d["pretrain_hours"] > max_hours
+        table.append([str(rank), d["fleet"], str(d["depth"]), d["verdict"],
+                      f"{d['device_batch_size']} x {d['grad_accum_steps']}",
+                      f"{d['pretrain_hours']:,.2f}" + (" (late)" if late else ""), f"${d['cost_usd']:,.0f}",
+                      f"MFU {d['mfu']:.3f}"])
+    return ["#", "fleet", "depth", "verdict", "batch x accum", "hours", "cost", "note"], table, title

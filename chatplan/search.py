@@ -116,3 +116,56 @@ def compare_fleets(
     runnable.sort(key=key)
     slow = [r for r in rows if r.plan is not None and r not in runnable]
     return runnable + slow + [r for r in rows if r.plan is None]
+
+
+FIT_BATCHES = tuple(2**i for i in range(9))  # 1 ... 256
+
+
+def fit_grid(request: PlanRequest, catalog: Catalog) -> dict:
+    """Peak device memory of one model at every batch 1..256, on the given fleet or on one node of 8 of
+    every GPU type. What fits is decided exactly as plan() decides it (same facts, same estimate)."""
+    from chatplan.batch import sequences_per_rank
+    from chatplan.catalog import parse_fleet
+    from chatplan.facts import model_facts
+    from chatplan.memory import estimate_memory
+    from chatplan.precision import decide_precision
+
+    r, arch, tier = resolve(request)
+    if tier is not None and tier.cpu_only:
+        raise InvalidInput(f"fit compares GPUs; the {tier.name} tier runs on the CPU: use estimate --tier {tier.name}")
+    if r.depth is None:
+        raise InvalidInput("give a depth (--depth D) or a tier (--tier 100|300|1000)")
+    shape = arch.model_shape(r.depth, r.aspect_ratio, r.head_dim, r.kv_heads, r.vocab_size, r.seq_len,
+                             r.window_pattern)
+    total = r.total_batch_size or arch.default_total_batch_size(shape)
+    if request.gpus:
+        fleets = [parse_fleet(r.gpus, catalog, r.gpus_per_node, r.nodes)]  # type: ignore[arg-type]
+        header = f"on the given fleet {fleets[0].label}"
+        sequences_per_rank(total, shape.sequence_len, fleets[0].num_gpus)  # refuses a batch that cannot divide
+    else:
+        fleets = [parse_fleet(f"8x{g.name}", catalog) for g in catalog.gpus if g.device_type == "cuda"]
+        header = "assuming one node of 8 GPUs of each type (pass --gpus to choose)"
+    result = []
+    for fleet in fleets:
+        world = fleet.num_gpus
+        gpu = fleet.gpu
+        try:
+            precision = decide_precision(arch.name, gpu.device_type, fp8_supported=arch.fp8_supported,
+                                         compute_capability=gpu.compute_capability, fp8=r.fp8, compile=r.compile)
+        except InvalidInput:
+            if request.gpus:
+                raise
+            continue  # --fp8 over the whole catalog: only the GPUs that have it
+        facts = model_facts(arch, shape, world, precision)
+        per_rank = max(1, total // shape.sequence_len // world)
+        cells = []
+        for b in FIT_BATCHES:
+            accum = max(1, per_rank // b)
+            est = estimate_memory(facts, b, accum, fleet.rank_capacity_gib)
+            cells.append({"device_batch_size": b, "grad_accum_steps": accum,
+                          "divides_total_batch": per_rank % b == 0 and b <= per_rank,
+                          "peak_allocated_gib": est.peak_allocated_gib, "peak_device_gib": est.peak_device_gib,
+                          "verdict": est.verdict})
+        result.append({"gpu": gpu.name, "num_gpus": world, "capacity_gib": fleet.rank_capacity_gib, "batches": cells})
+    return {"arch": arch.name, "depth": r.depth, "seq_len": shape.sequence_len, "total_batch_size": total,
+            "assumption": header, "compares": "peak_device_gib against torch-visible capacity", "fleets": result}

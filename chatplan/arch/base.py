@@ -101,6 +101,8 @@ class Dataset:
     chars_per_token: float  # of the generation's default tokenizer on this data
     kept_token_fraction: float  # what the loader keeps (the best-fit loader crops ~35 %)
     published_downloads: tuple[tuple[int, int], ...]  # (depth, shards) the published recipes fetch
+    local_dir: str = "base_data"  # folder under $CHATPLAN_HOME (nanochat's name for it)
+    tokenizer_dir: str = "tokenizer"  # where this generation's tokenizer is trained to
 
     def shard_filename(self, index: int) -> str:
         return f"shard_{index:05d}.parquet"

@@ -12,7 +12,7 @@ from typing import Annotated
 
 import typer
 
-from chatplan.data import DEFAULT_DATA_DIR, DEFAULT_SAMPLE_DIR
+from chatplan import paths
 from chatplan.data import download as dl
 from chatplan.dataplan import DATASET_BASE_URL, MAX_TRAIN_SHARDS, VALIDATION_SHARD, VALIDATION_SHARD_INDEX
 from chatplan.errors import InvalidInput, RuntimeFailure
@@ -37,19 +37,16 @@ def shard_count(shards: int | None, for_depth: int | None, tier: str | None, pla
                            + (f" (got {' and '.join(given)})" if given else ""))
     if shards is not None:
         return _check_count(shards, f"--shards {shards}")
-    if tier is not None and tier.strip().lower() == "tiny":
-        raise InvalidInput("--tier tiny trains on the embedded sample corpus, nothing to download: "
-                           "run `chatplan data sample --dir D`")
+    if tier is not None:
+        from chatplan.request import get_tier
+
+        if get_tier(tier).data_source == "sample":
+            raise InvalidInput(f"--tier {tier} trains on the embedded sample corpus, nothing to download: "
+                               "run `chatplan data sample --dir D`")
     if plan_file is not None:
-        try:
-            n = json.loads(Path(plan_file).read_text())["data"]["download_shards"]
-        except OSError as e:
-            raise InvalidInput(f"cannot read plan {plan_file}: {e.strerror or e}") from None
-        except ValueError:
-            raise InvalidInput(f"plan {plan_file} is not JSON (write one with --json)") from None
-        except (KeyError, TypeError):
-            raise InvalidInput(f"plan {plan_file} has no data.download_shards") from None
-        return _check_count(n, f"plan {plan_file}")
+        from chatplan.contract import load_plan
+
+        return _check_count(load_plan(plan_file).download_shards, f"plan {plan_file}")
     from chatplan.plan import plan  # only now: the planner is not needed for --shards
 
     p = plan(depth=for_depth) if for_depth is not None else plan(tier=tier)
@@ -79,7 +76,8 @@ def download(
     for_depth: DepthOpt = None,
     tier: TierOpt = None,
     plan_file: PlanOpt = None,
-    dir: Annotated[Path, typer.Option("--dir", help="Where shards go.")] = DEFAULT_DATA_DIR,
+    dir: Annotated[Path | None, typer.Option("--dir", help="Where shards go (default: $CHATPLAN_HOME/base_data).")]
+    = None,
     base_url: UrlOpt = DATASET_BASE_URL,
     workers: Annotated[int, typer.Option("--workers", help="Parallel downloads.")] = dl.DEFAULT_WORKERS,
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds without progress before a retry.")]
@@ -97,7 +95,7 @@ def download(
     n = shard_count(shards, for_depth, tier, plan_file)
     indices = list(range(n)) + [VALIDATION_SHARD_INDEX]
     dl.check_base_url(base_url)  # before touching the disk
-    kwargs = dict(dir=dir, base_url=base_url, workers=workers, timeout=timeout, retries=retries,
+    kwargs = dict(dir=dir or paths.data_dir(), base_url=base_url, workers=workers, timeout=timeout, retries=retries,
                   backoff=backoff, backoff_max=backoff_max)
     if progress:
         from rich.console import Console
@@ -125,13 +123,14 @@ def download(
 
 @app.command()
 def sample(
-    dir: Annotated[Path, typer.Option("--dir", help="Where the sample shards go.")] = DEFAULT_SAMPLE_DIR,
+    dir: Annotated[Path | None, typer.Option("--dir", help="Where the sample shards go (default: "
+                                                           "$CHATPLAN_HOME/sample).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print what was written as JSON.")] = False,
 ) -> None:
     """Write the offline sample corpus (stdlib docs) as real-layout shards; reuses a matching dir."""
     from chatplan.data.sample import write_sample_corpus
 
-    info = write_sample_corpus(dir)
+    info = write_sample_corpus(dir or paths.sample_dir())
     if as_json:
         print(json.dumps(info.to_dict(), indent=1))
         return

@@ -112,13 +112,13 @@ def list_shards(data_dir: str | os.PathLike) -> list[Path]:
     return sorted(p for p in data_dir.iterdir() if SHARD_RE.match(p.name))
 
 
-def train_shard_paths(data_dir: str | os.PathLike) -> list[Path]:
-    """Training shards of a directory in index order: every shard except the fixed validation one."""
-    return [p for p in list_shards(data_dir) if p.name != VALIDATION_SHARD]
+def train_shard_paths(data_dir: str | os.PathLike, validation_shard: str = VALIDATION_SHARD) -> list[Path]:
+    """Training shards of a directory in index order: every shard except the validation one."""
+    return [p for p in list_shards(data_dir) if p.name != validation_shard]
 
 
-def validation_shard_path(data_dir: str | os.PathLike) -> Path:
-    return Path(data_dir) / VALIDATION_SHARD
+def validation_shard_path(data_dir: str | os.PathLike, validation_shard: str = VALIDATION_SHARD) -> Path:
+    return Path(data_dir) / validation_shard
 
 
 def iter_row_groups(path: str | os.PathLike) -> Iterator[list[str]]:

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated
 
 import typer
 
-from chatplan.data import DEFAULT_DATA_DIR, DEFAULT_SAMPLE_DIR, DEFAULT_TOKENIZER_DIR
+from chatplan import paths
 from chatplan.dataplan import DEFAULT_CHARS_PER_TOKEN, VALIDATION_SHARD
 from chatplan.errors import InvalidInput
 from chatplan.tokenizer.core import DEFAULT_VOCAB_SIZE
@@ -19,16 +20,21 @@ from chatplan.tokenizer.train import DEFAULT_DOC_CAP, DEFAULT_MAX_CHARS
 app = typer.Typer(help="Train the BPE tokenizer (rustbpe) and measure it on the validation shard.",
                   no_args_is_help=True, add_completion=False)
 
-DataOpt = Annotated[str, typer.Option("--data", help="Shard directory, or `sample` for the embedded corpus.")]
+DataOpt = Annotated[str | None, typer.Option("--data", help="Shard directory, or `sample` for the embedded corpus "
+                                                        "(default: $CHATPLAN_HOME/base_data).")]
+TokenizerDirOpt = Annotated[Path | None, typer.Option("--tokenizer", help="Tokenizer directory (default: "
+                                                                        "$CHATPLAN_HOME/tokenizer).")]
 
 
-def resolve_data_dir(data: str) -> Path:
+def resolve_data_dir(data: str | None) -> Path:
     """`sample` means the embedded corpus, written (or reused) in its default directory: explicit,
     never a fallback for a missing download."""
+    if data is None:
+        return paths.data_dir()
     if data == "sample":
         from chatplan.data.sample import write_sample_corpus
 
-        return write_sample_corpus(DEFAULT_SAMPLE_DIR).dir
+        return write_sample_corpus(paths.sample_dir()).dir
     return Path(data).expanduser()
 
 
@@ -55,7 +61,7 @@ def training_texts(data_dir: Path) -> tuple[Iterator[str], int]:
 
 
 def _as_int(value: float, flag: str) -> int:
-    if not value >= 1 or value != int(value):
+    if not (value >= 1 and math.isfinite(value)) or value != int(value):
         raise InvalidInput(f"{flag} must be a positive whole number, got {value:g}")
     return int(value)
 
@@ -68,8 +74,9 @@ def train(
     = float(DEFAULT_MAX_CHARS),
     doc_cap: Annotated[int, typer.Option("--doc-cap", help="Truncate each document to this many chars.")]
     = DEFAULT_DOC_CAP,
-    data: DataOpt = str(DEFAULT_DATA_DIR),
-    out: Annotated[Path, typer.Option("--out", help="Tokenizer directory to write.")] = DEFAULT_TOKENIZER_DIR,
+    data: DataOpt = None,
+    out: Annotated[Path | None, typer.Option("--out", help="Tokenizer directory to write (default: "
+                                                          "$CHATPLAN_HOME/tokenizer).")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the result as JSON.")] = False,
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Progress on stderr.")] = True,
 ) -> None:
@@ -77,6 +84,7 @@ def train(
     from chatplan.tokenizer.train import train_tokenizer
 
     max_chars_i = _as_int(max_chars, "--max-chars")
+    out = out or paths.tokenizer_dir()
     texts, estimate = training_texts(resolve_data_dir(data))
     if progress:
         from rich.console import Console
@@ -111,9 +119,8 @@ def train(
 
 @app.command("eval")
 def evaluate(
-    tokenizer: Annotated[Path, typer.Option("--tokenizer", help="Tokenizer directory.")]
-    = DEFAULT_TOKENIZER_DIR,
-    data: DataOpt = str(DEFAULT_DATA_DIR),
+    tokenizer: TokenizerDirOpt = None,
+    data: DataOpt = None,
     max_chars: Annotated[float, typer.Option("--max-chars", help="Validation characters to encode.")]
     = float(DEFAULT_EVAL_CHARS),
     threads: Annotated[int, typer.Option("--threads", help="Encoding threads.")] = 2,
@@ -127,6 +134,7 @@ def evaluate(
 
     if threads < 1:
         raise InvalidInput(f"--threads must be at least 1, got {threads}")
+    tokenizer = tokenizer or paths.tokenizer_dir()
     r = evaluate_tokenizer(tokenizer, resolve_data_dir(data), max_chars=_as_int(max_chars, "--max-chars"),
                            num_threads=threads)
     if save:

@@ -1,0 +1,1 @@
+"""One small module per `chatplan` command; chatplan/cli.py registers them lazily."""

@@ -1,0 +1,34 @@
+"""`chatplan calibrate`: record a finished run's achieved MFU and memory for later plans."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from chatplan.commands.options import JsonOpt, print_json
+from chatplan.errors import InvalidInput
+
+
+def calibrate(
+    from_run: Annotated[Path, typer.Option("--from", help="A finished run directory (plan.json, report.json).")],
+    calibration: Annotated[str | None, typer.Option("--calibration", help="Calibration file to append to.")] = None,
+    json_out: JsonOpt = False,
+) -> None:
+    """Record a finished run's achieved MFU and memory; later plans on the same GPU and world size use it."""
+    from chatplan import paths
+    from chatplan.calibration import record_point
+    from chatplan.runner.report import point_from_run
+
+    if calibration is not None and calibration.lower() == "none":
+        raise InvalidInput("--calibration none records nothing: give a file")
+    path = paths.calibration_path(calibration)
+    point = point_from_run(from_run)
+    n = record_point(path, point)
+    if json_out:
+        print_json({"file": str(path), "points": n, "recorded": point.to_dict()})
+    else:
+        sys.stdout.write(f"recorded {point.gpu} x{point.world_size}, depth {point.depth}, batch "
+                         f"{point.device_batch_size}: MFU {point.mfu:.4f} -> {path} ({n} points)\n")

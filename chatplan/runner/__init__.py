@@ -1,0 +1,155 @@
+"""`chatplan run`, phase by phase: plan -> prepare (cost, disk, GPUs, data, tokenizer) -> bind and write
+plan.json -> launch -> report -> calibrate. Each phase is its own module; this one holds the sequence.
+
+Rendering is the command's (chatplan/commands/run.py): this package returns values and prints only
+what the launched processes print.
+"""
+
+from __future__ import annotations
+
+import signal
+import sys
+import time
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from chatplan import paths
+from chatplan.calibration import record_point
+from chatplan.catalog import Catalog
+from chatplan.contract import bind, plan_document, read_plan
+from chatplan.errors import EXIT_INTERRUPTED, ChatplanError, InvalidInput, RuntimeFailure
+from chatplan.files import write_json_atomic
+from chatplan.layout import CHECKPOINTS_KEPT
+from chatplan.plan import Plan
+from chatplan.runner import prepare
+from chatplan.runner.launch import Launch, execute, launch_commands
+from chatplan.runner.report import finish_report, point_from_run, sample_model
+
+
+@dataclass(frozen=True)
+class RunOptions:
+    device: str | None = None  # "cpu" | "cuda"; default cuda, cpu for CPU-only tiers
+    nproc: int | None = None
+    node_rank: int = 0
+    rdzv_endpoint: str | None = None
+    out: Path | None = None
+    data: str | None = None  # "sample" | a shard directory | None (the architecture's dataset dir)
+    yes: bool = False
+    dry_run: bool = False
+    resume: bool = False
+    calibration: str | None = None  # where to record the run ("none": do not)
+
+
+def fleet_request(request, opts: RunOptions):
+    """The request with the fleet a CPU run implies (--nproc processes of one CPU host)."""
+    from chatplan.request import get_tier
+
+    tier = get_tier(request.tier) if request.tier is not None else None
+    device = opts.device or ("cpu" if tier is not None and tier.cpu_only else "cuda")
+    if device not in ("cpu", "cuda"):
+        raise InvalidInput(f"--device {device!r} is not one of cpu, cuda")
+    if opts.nproc is not None and opts.nproc < 1:
+        raise InvalidInput(f"--nproc must be at least 1, got {opts.nproc}")
+    if device == "cpu":
+        if request.gpus is None:
+            request = replace(request, gpus=f"{opts.nproc or 1}xCPU", gpus_per_node=opts.nproc or 1)
+        elif opts.nproc is not None:
+            request = replace(request, gpus_per_node=opts.nproc)
+    elif tier is not None and tier.cpu_only:
+        raise InvalidInput(f"--tier {tier.name} is a CPU preset: use --device cpu (or leave --device out)")
+    return request, device
+
+
+@dataclass(frozen=True)
+class Prepared:
+    plan: Plan
+    run_dir: Path
+    plan_path: Path
+    launch: Launch
+    doc: dict  # plan.json as written (bound, unless a dry run)
+
+
+def prepare_run(p: Plan, device: str, opts: RunOptions, catalog: Catalog) -> Prepared:
+    """Everything before the launch; a dry run stops after writing the unbound plan."""
+    if (p.fleet.gpu.device_type == "cpu") != (device == "cpu"):
+        raise InvalidInput(f"--device {device} does not match the fleet {p.fleet.label}")
+    if opts.nproc is not None and opts.nproc != p.fleet.gpus_per_node:
+        raise InvalidInput(f"--nproc {opts.nproc} disagrees with {p.fleet.label} at {p.fleet.gpus_per_node} per node")
+    if not 0 <= opts.node_rank < p.fleet.nodes:
+        raise InvalidInput(f"--node-rank {opts.node_rank} is outside 0..{p.fleet.nodes - 1}")
+    run_dir = Path(opts.out or paths.run_dir(p.depth, p.fleet.label, p.arch.name)).resolve()
+    plan_path = run_dir / "plan.json"
+    doc = plan_document(p)
+    par = p.parallelism
+    launch = launch_commands(par.world_size, par.nodes, par.nproc_per_node, plan_path, run_dir,
+                             rdzv_endpoint=opts.rdzv_endpoint, resume=opts.resume)
+    if opts.dry_run:
+        write_json_atomic(plan_path, doc)
+        return Prepared(p, run_dir, plan_path, launch, doc)
+    prepare.confirm_spend(p.time.cost_usd, opts.yes)
+    typed = read_plan(doc)
+    dataset = p.arch.dataset
+    checkpoints = CHECKPOINTS_KEPT * prepare.checkpoint_bytes(typed)
+    sample = p.data_source == "sample" or opts.data == "sample"
+    if sample:
+        prepare.preflight_disk(run_dir, checkpoints, f"{CHECKPOINTS_KEPT} checkpoints")
+        data_dir, tok_dir, validation = prepare.prepare_sample(run_dir, p.shape.vocab_size)
+        source = "sample"
+    else:
+        data_dir = Path(opts.data).expanduser().resolve() if opts.data else paths.data_dir(dataset.local_dir)
+        tok_dir, source, validation = paths.tokenizer_dir(dataset.tokenizer_dir), "dataset", dataset.validation_shard
+        if device == "cuda":
+            prepare.check_gpus(p.fleet.gpu.name, p.fleet.gpus_per_node, catalog)
+        need = prepare.missing_data_bytes(typed, dataset, data_dir)
+        if run_dir.anchor == data_dir.anchor:  # one disk check when they may share a disk
+            prepare.preflight_disk(run_dir, checkpoints + need, f"the missing shards and {CHECKPOINTS_KEPT} "
+                                   "checkpoints")
+        else:
+            prepare.preflight_disk(data_dir, need, "the missing data shards")
+            prepare.preflight_disk(run_dir, checkpoints, f"{CHECKPOINTS_KEPT} checkpoints")
+        from rich.console import Console
+
+        from chatplan.data.progress import RichReporter
+
+        prepare.prepare_dataset(typed, dataset, data_dir, tok_dir, opts.yes, RichReporter(Console(stderr=True)))
+    doc = bind(doc, prepare.binding(typed, run_dir, data_dir, source, tok_dir, validation))
+    write_json_atomic(plan_path, doc)
+    return Prepared(p, run_dir, plan_path, launch, doc)
+
+
+SIGNAL_EXIT = {signal.SIGINT: EXIT_INTERRUPTED, signal.SIGTERM: 143, signal.SIGHUP: 129}
+
+
+def launch_and_wait(prep: Prepared, node_rank: int) -> None:
+    """Run the trainer; a forwarded signal or a failure becomes one line naming where to resume."""
+    sys.stdout.write(f"launching node {node_rank}: {prep.launch.shell(node_rank)}\n")
+    sys.stdout.flush()
+    outcome = execute(prep.launch, node_rank)
+    if outcome.signal is not None:
+        name = signal.Signals(outcome.signal).name
+        raise ChatplanError(f"stopped by {name}: the trainer exited ({outcome.returncode}); "
+                            f"{_resume_hint(prep.run_dir)}", SIGNAL_EXIT.get(outcome.signal, 128 + outcome.signal))
+    if outcome.returncode == EXIT_INTERRUPTED:
+        raise KeyboardInterrupt
+    if outcome.returncode != 0:
+        raise RuntimeFailure(f"the trainer exited with code {outcome.returncode}; {_resume_hint(prep.run_dir)}")
+
+
+def _resume_hint(run_dir: Path) -> str:
+    from chatplan.runner.report import newest_checkpoint
+
+    newest = newest_checkpoint(run_dir)
+    if newest is None:
+        return f"no checkpoint was written in {run_dir}: start again"
+    return f"resume from {newest} with the same command and --resume"
+
+
+def report_and_calibrate(prep: Prepared, started: float, calibration: str | None) -> tuple[dict, str | None]:
+    """The report with samples; the calibration point recorded (unless --calibration none)."""
+    samples = sample_model(prep.run_dir)
+    report = finish_report(prep.run_dir, read_plan(prep.doc), time.perf_counter() - started, samples)
+    if calibration is not None and calibration.lower() == "none":
+        return report, None
+    path = paths.calibration_path(calibration)
+    n = record_point(path, point_from_run(prep.run_dir))
+    return report, f"calibration: recorded this run in {path} ({n} points)"
