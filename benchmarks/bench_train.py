@@ -28,14 +28,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from chatplan.counts import flops_per_token
-from chatplan.shape import model_shape
-from chatplan_train.config import OptimConfig
 from chatplan_train.cpu_peak import measure
 from chatplan_train.loader import windows
 from chatplan_train.loop import train_step
-from chatplan_train.model import GPTConfig, build_model
+from chatplan_train.model import build_model
 from chatplan_train.optim import ShardedOptimizer
+from tests.helpers import flops_per_token, model_shape, optim_2025
 
 DEPTH, T, B, VOCAB = 4, 256, 8, 8192
 REFERENCE_TOK_S = 1_836
@@ -47,8 +45,8 @@ def step_setup():
     torch.set_num_threads(2)
     torch.manual_seed(0)
     shape = model_shape(DEPTH, vocab_size=VOCAB, seq_len=T)
-    model = build_model(GPTConfig.from_shape(shape))
-    opt = ShardedOptimizer(model, OptimConfig())
+    model = build_model(shape)
+    opt = ShardedOptimizer(model, optim_2025())
     g = torch.Generator().manual_seed(0)
 
     def batches():

@@ -133,10 +133,12 @@ def load_calibration(path: str | os.PathLike | None, must_exist: bool = True) ->
 
 
 def record_point(path: str | os.PathLike, point: CalibrationPoint) -> int:
-    """Append a point (atomic rewrite); returns how many points the file now holds."""
+    """Append a point (atomic rewrite); returns how many points the file now holds. A run recorded
+    again (same run directory) replaces its earlier point: one run is one piece of evidence."""
     file = Path(path)
     existing = load_calibration(file) if file.exists() else Calibration()
-    points = [p.to_dict() for p in (existing.points if existing else ())]
+    points = [p.to_dict() for p in (existing.points if existing else ())
+              if not (point.run_dir and p.run_dir == point.run_dir)]
     points.append(point.to_dict())
     write_json_atomic(file, {"version": FILE_VERSION, "points": points})
     return len(points)

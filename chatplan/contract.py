@@ -104,10 +104,10 @@ class RunBinding:
     out_dir: str
     data_dir: str
     data_source: str  # "dataset" | "sample"
-    train_shards: int  # training shards the loader reads (shard_00000 ...)
+    train_shards: int  # training shards the loader reads (shard_00000 ...); 0: every one present
     validation_shard: str  # file name of the validation shard in data_dir
     tokenizer_dir: str
-    ranks_sha256: str  # the tokenizer the plan was bound to
+    ranks_sha256: str | None  # the tokenizer the plan was bound to (None: bound before it was trained)
 
 
 def bind(doc: dict[str, Any], binding: RunBinding) -> dict[str, Any]:
@@ -338,8 +338,9 @@ def _read_run(doc: Any) -> RunBinding:
         raise InvalidInput("plan.json: `run` must be an object")
     return RunBinding(out_dir=_str(doc, "run.out_dir"), data_dir=_str(doc, "run.data_dir"),
                       data_source=_str(doc, "run.data_source", ("dataset", "sample")),
-                      train_shards=_int(doc, "run.train_shards"), validation_shard=_str(doc, "run.validation_shard"),
-                      tokenizer_dir=_str(doc, "run.tokenizer_dir"), ranks_sha256=_str(doc, "run.ranks_sha256"))
+                      train_shards=_int(doc, "run.train_shards", 0), validation_shard=_str(doc, "run.validation_shard"),
+                      tokenizer_dir=_str(doc, "run.tokenizer_dir"),
+                      ranks_sha256=None if _get(doc, "run.ranks_sha256") is None else _str(doc, "run.ranks_sha256"))
 
 
 def load_plan(path: str | Path) -> PlanDoc:

@@ -87,6 +87,12 @@ class Plan:
     def eval_tokens(self) -> int:
         return self.request.eval_tokens  # type: ignore[return-value]
 
+    def to_dict(self) -> dict:
+        """plan.json (written by its one owner, chatplan.contract)."""
+        from chatplan.contract import plan_document
+
+        return plan_document(self)
+
 
 def plan(request: PlanRequest | None = None, *, catalog: Catalog | None = None,
          calibration: Calibration | None = None, **inputs: Any) -> Plan:

@@ -26,11 +26,12 @@ class _Parser(argparse.ArgumentParser):
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = _Parser(prog="python -m chatplan_train",
                 description="Train the model a chatplan plan.json describes.")
-    p.add_argument("--plan", required=True, help="plan.json written by `chatplan plan --json`")
+    p.add_argument("--plan", required=True, help="plan.json written by `chatplan run` (or `chatplan estimate "
+                   "--save-plan`, plus a run section)")
     p.add_argument("--steps", type=int, help="optimizer steps (default: the plan's horizon)")
     p.add_argument("--out", help="output directory: metrics.jsonl, report.json, checkpoints/")
     p.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
-                   help="torch.compile the model (default: the plan's device.compile)")
+                   help="torch.compile the model (default: the plan's precision.compile)")
     p.add_argument("--eval-every", type=int, help="validation bpb every N steps (0: never)")
     p.add_argument("--save-every", type=int,
                    help="checkpoint every N steps (0: only at the end and on signals)")
@@ -38,25 +39,18 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def resolve_paths(plan: dict) -> tuple[Path, list[Path], Path, int]:
-    """(tokenizer dir, training shards, validation shard, planned training shards) from the plan."""
-    from chatplan.data import DEFAULT_DATA_DIR, DEFAULT_SAMPLE_DIR, DEFAULT_TOKENIZER_DIR
+def resolve_paths(run) -> tuple[Path, list[Path], Path, int]:
+    """(tokenizer dir, training shards, validation shard, planned training shards) from the run binding."""
     from chatplan.data.shards import train_shard_paths
-    from chatplan_train.config import get
 
-    data = get(plan, "data", dict)
-    source = data.get("source", "fineweb")
-    data_dir = Path(data.get("dir") or (DEFAULT_SAMPLE_DIR if source == "sample" else DEFAULT_DATA_DIR))
-    tok_dir = Path(get(plan, "tokenizer", dict).get("dir") or DEFAULT_TOKENIZER_DIR)
-    planned = int(data.get("train_shards") or 0)
-    shards = train_shard_paths(data_dir.expanduser())
-    if planned > 0:
-        shards = shards[:planned]
+    data_dir = Path(run.data_dir)
+    shards = train_shard_paths(data_dir, run.validation_shard)
+    if run.train_shards > 0:
+        shards = shards[:run.train_shards]
     if not shards:
         raise InvalidInput(f"no training shards in {data_dir}: run `chatplan data download` "
                            "(or use the sample corpus) first")
-    val = data_dir / data.get("validation_shard", "shard_01822.parquet")
-    return tok_dir.expanduser(), shards, val.expanduser(), planned
+    return Path(run.tokenizer_dir), shards, data_dir / run.validation_shard, run.train_shards
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -65,15 +59,15 @@ def main(argv: list[str] | None = None) -> int:
     rank = int(os.environ.get("RANK", "0"))
     try:
         from chatplan.tokenizer import load_tokenizer
-        from chatplan_train.config import check_tokenizer, load_plan, make_config
+        from chatplan_train.config import check_tokenizer, load_plan, make_config, run_binding
 
-        plan = load_plan(args.plan)
+        doc = load_plan(args.plan)
         world = int(os.environ.get("WORLD_SIZE", "1"))
-        cfg = make_config(plan, world, out=args.out, steps=args.steps, compile=args.compile,
+        cfg = make_config(doc, world, out=args.out, steps=args.steps, compile=args.compile,
                           eval_every=args.eval_every, save_every=args.save_every, resume=args.resume)
-        tok_dir, shards, val, planned = resolve_paths(plan)
+        tok_dir, shards, val, planned = resolve_paths(run_binding(doc))
         tokenizer = load_tokenizer(tok_dir)
-        check_tokenizer(plan, tokenizer.vocab_size, tokenizer.ranks_sha256)
+        check_tokenizer(doc, tokenizer.vocab_size, tokenizer.ranks_sha256)
 
         import torch  # only after the cheap checks: a bad plan is refused before torch loads
 

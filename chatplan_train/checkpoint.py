@@ -26,13 +26,14 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from chatplan.layout import CHECKPOINTS_KEPT
 from chatplan_train.comm import all_gather_json
 
 CHECKPOINTS = "checkpoints"
 MANIFEST = "MANIFEST.json"
 FORMAT = "chatplan-checkpoint"
 VERSION = 1
-KEEP = 3  # complete checkpoints kept; older ones are deleted once a newer one is complete
+KEEP = CHECKPOINTS_KEPT  # complete checkpoints kept; older ones are deleted once a newer one is complete
 
 
 class _HashingWriter:

@@ -24,14 +24,13 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from chatplan.counts import flops_per_token
 from chatplan.errors import InvalidInput
 from chatplan_train import checkpoint as ckpt
 from chatplan_train.comm import all_gather_json, broadcast_json
 from chatplan_train.config import TrainConfig
 from chatplan_train.cpu_peak import cpu_peak_flops
 from chatplan_train.loader import Position, Prefetcher, TokenizerLike, validation_windows, windows
-from chatplan_train.model import GPT, GPTConfig, build_model
+from chatplan_train.model import GPT, build_model
 from chatplan_train.optim import ShardedOptimizer
 from chatplan_train.report import build_report, render_report
 
@@ -70,7 +69,8 @@ def init_runtime(device_type: str) -> Runtime:
 
 
 def autocast_for(cfg: TrainConfig, device: torch.device) -> Callable[[], contextlib.AbstractContextManager]:
-    if device.type == "cuda" and cfg.dtype == "bfloat16":
+    """The plan's precision: the late-2025 trainer casts its matmuls to bf16 through CUDA autocast."""
+    if device.type == "cuda" and cfg.precision.autocast:
         return lambda: torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext
 
@@ -233,7 +233,7 @@ def _restore(cfg: TrainConfig, rt: Runtime, d: Path, model: GPT, opt: ShardedOpt
              say: Callable[[str], None]) -> tuple[int, Position, dict]:
     manifest = ckpt.read_manifest(d)
     meta = ckpt.load_meta(d)
-    if meta.get("plan", {}).get("model") != cfg.plan["model"]:
+    if meta.get("shape") != cfg.shape.to_dict():
         raise InvalidInput(f"checkpoint {d} is for a different model than this plan")
     model.load_state_dict(ckpt.load_model_state(d))  # copies into the flat buffers in place
     old_world = manifest["world_size"]
@@ -281,17 +281,15 @@ def run(cfg: TrainConfig, rt: Runtime, tokenizer: TokenizerLike, train_paths: li
             peak = broadcast_json(peak)
         peak_flops, peak_method = peak["flops"], f"{peak['method']}, {threads} threads"
     else:
-        per_gpu = (cfg.plan.get("predictions") or {}).get("peak_flops_per_gpu")
+        per_gpu = cfg.doc.predictions["peak_flops_per_gpu"]
         peak_flops = per_gpu * W if per_gpu else 0.0
         peak_method = f"plan predictions.peak_flops_per_gpu x {W} GPUs"
 
     # Model and optimizer. Same seed everywhere, then rank 0's weights broadcast to be sure.
     torch.manual_seed(SEED)
-    model = build_model(GPTConfig.from_shape(cfg.shape), device=device)
-    if device.type == "cuda":
-        model.transformer.wte.to(dtype=torch.bfloat16)  # the planner's memory model: wte in bf16 on CUDA
-    opt = ShardedOptimizer(model, cfg.optim, W, rt.rank,
-                           ns_dtype=torch.bfloat16 if device.type == "cuda" else torch.float32)
+    model = build_model(cfg.shape, device=device, precision=cfg.precision)
+    ns_dtype = getattr(torch, cfg.precision.newton_schulz_dtype)
+    opt = ShardedOptimizer(model, cfg.optim, W, rt.rank, ns_dtype=ns_dtype)
     if W > 1:
         for _, flat_p, _ in opt.segments:
             dist.broadcast(flat_p, src=0)
@@ -319,13 +317,13 @@ def run(cfg: TrainConfig, rt: Runtime, tokenizer: TokenizerLike, train_paths: li
     batches = Prefetcher(source, depth=max(2, accum))
     token_bytes = torch.tensor(tokenizer.token_bytes, dtype=torch.int64, device=device)
     val_batches = None
-    fpt = flops_per_token(cfg.shape)
+    fpt = cfg.doc.flops_per_token
     tokens_per_step = cfg.tokens_per_step
 
     metrics.log({"type": "start", "start_step": start, "steps": cfg.steps, "world_size": W,
                  "device": str(device), "threads": threads, "compile": cfg.compile,
                  "peak_flops": peak_flops, "peak_method": peak_method,
-                 "predicted": cfg.plan.get("predictions")})
+                 "predicted": cfg.doc.predictions})
     ema = loop_state.get("ema", 0.0)
     step_seconds: list[float] = []
     last_loss, last_bpb, exit_code = loop_state.get("last_loss"), loop_state.get("last_bpb"), 0
@@ -393,7 +391,7 @@ def run(cfg: TrainConfig, rt: Runtime, tokenizer: TokenizerLike, train_paths: li
         memory = {"max_allocated_gib": torch.cuda.max_memory_allocated(device) / 2**30,
                   "max_reserved_gib": torch.cuda.max_memory_reserved(device) / 2**30,
                   "device_used_gib": (total - free) / 2**30}
-    report = build_report(cfg.plan, step_seconds=step_seconds, tokens_per_step=tokens_per_step,
+    report = build_report(cfg.doc, step_seconds=step_seconds, tokens_per_step=tokens_per_step,
                           flops_per_token=fpt, peak_flops=peak_flops, peak_method=peak_method, world_size=W,
                           wall_seconds=time.perf_counter() - t_wall, steps_done=step, memory=memory,
                           final_val_bpb=last_bpb, final_loss=last_loss)
@@ -415,7 +413,8 @@ def _save(cfg: TrainConfig, rt: Runtime, out_dir: Path, step: int, model: GPT, o
     if rt.device.type == "cuda":
         rng["cuda"] = torch.cuda.get_rng_state(rt.device)
     rank_state = {"step": step, "optimizer": opt.state_shard(), "data": position.to_dict(), "rng": rng}
-    meta = {"step": step, "world_size": rt.world_size, "plan": cfg.plan, "loop": loop_state,
+    meta = {"step": step, "world_size": rt.world_size, "plan": cfg.doc.raw, "shape": cfg.shape.to_dict(),
+            "loop": loop_state,
             "owners": opt.owners} if rt.master else None
     ckpt.save_checkpoint(out_dir, step, rt.rank, rt.world_size, rank_state,
                          model_state=model.state_dict() if rt.master else None, meta=meta)

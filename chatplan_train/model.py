@@ -7,42 +7,23 @@
 - final norm -> lm_head -> soft-cap 15*tanh(z/15) -> cross-entropy in fp32
 - no biases, no dropout, no learnable norm weights
 
-Parameter names are exactly `chatplan.counts.param_shapes` (nanochat's names): the planner's parameter
+Parameter names are exactly the architecture's `param_shapes` (chatplan/arch/nanochat_2025.py, nanochat's names): the planner's parameter
 counts and optimizer-state ownership describe this module tensor for tensor.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
-
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from chatplan.shape import ModelShape
+from chatplan.arch.base import ModelShape
+from chatplan.layout import FUSED_LOSS_CHUNK_ELEMENTS
+from chatplan.precision import Precision
 
 ROTARY_BASE = 10_000
 SOFTCAP = 15.0
-
-
-@dataclass(frozen=True)
-class GPTConfig:
-    sequence_len: int
-    vocab_size: int
-    n_layer: int
-    n_head: int
-    n_kv_head: int
-    n_embd: int
-
-    @classmethod
-    def from_shape(cls, shape: ModelShape) -> GPTConfig:
-        return cls(shape.sequence_len, shape.vocab_size, shape.n_layer, shape.n_head, shape.n_kv_head,
-                   shape.n_embd)
-
-    @property
-    def head_dim(self) -> int:
-        return self.n_embd // self.n_head
 
 
 def norm(x: torch.Tensor) -> torch.Tensor:
@@ -73,7 +54,7 @@ def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch
 
 
 def _chunk_rows(vocab_size: int) -> int:
-    return max(1, (1 << 21) // vocab_size)  # ~8 MB of fp32 logits per chunk: stays in cache
+    return max(1, FUSED_LOSS_CHUNK_ELEMENTS // vocab_size)  # ~8 MB of fp32 logits per chunk: stays in cache
 
 
 class LinearSoftcapCrossEntropy(torch.autograd.Function):
@@ -129,7 +110,7 @@ def chunked_softcap_nll(x: torch.Tensor, weight: torch.Tensor, targets: torch.Te
 
 
 class CausalSelfAttention(nn.Module):
-    def __init__(self, cfg: GPTConfig):
+    def __init__(self, cfg: ModelShape):
         super().__init__()
         self.n_head, self.n_kv_head, self.head_dim = cfg.n_head, cfg.n_kv_head, cfg.head_dim
         assert cfg.n_embd % cfg.n_head == 0 and cfg.n_head % cfg.n_kv_head == 0 and self.head_dim % 2 == 0
@@ -169,17 +150,17 @@ class ReLUSquared(torch.autograd.Function):
 
 
 class MLP(nn.Module):
-    def __init__(self, cfg: GPTConfig):
+    def __init__(self, cfg: ModelShape):
         super().__init__()
-        self.c_fc = nn.Linear(cfg.n_embd, 4 * cfg.n_embd, bias=False)
-        self.c_proj = nn.Linear(4 * cfg.n_embd, cfg.n_embd, bias=False)
+        self.c_fc = nn.Linear(cfg.n_embd, cfg.mlp_hidden, bias=False)
+        self.c_proj = nn.Linear(cfg.mlp_hidden, cfg.n_embd, bias=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.c_proj(ReLUSquared.apply(self.c_fc(x)))  # (B, T, 4d) -> relu^2 -> (B, T, d)
 
 
 class Block(nn.Module):
-    def __init__(self, cfg: GPTConfig):
+    def __init__(self, cfg: ModelShape):
         super().__init__()
         self.attn = CausalSelfAttention(cfg)
         self.mlp = MLP(cfg)
@@ -190,14 +171,14 @@ class Block(nn.Module):
 
 
 class GPT(nn.Module):
-    def __init__(self, cfg: GPTConfig):
+    def __init__(self, cfg: ModelShape):
         super().__init__()
         self.cfg = cfg
         self.transformer = nn.ModuleDict({
-            "wte": nn.Embedding(cfg.vocab_size, cfg.n_embd),
+            "wte": nn.Embedding(cfg.padded_vocab_size, cfg.n_embd),
             "h": nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer)),
         })
-        self.lm_head = nn.Linear(cfg.n_embd, cfg.vocab_size, bias=False)
+        self.lm_head = nn.Linear(cfg.n_embd, cfg.padded_vocab_size, bias=False)
         # CPU: the chunked loss (LinearSoftcapCrossEntropy). CUDA keeps the plain path, which
         # materialises the fp32 logits exactly as the planner's memory model (and nanochat) assume.
         self.fused_loss = False
@@ -245,15 +226,22 @@ class GPT(nn.Module):
                                reduction=reduction)
 
 
-def build_model(cfg: GPTConfig, device: torch.device | str = "cpu", init: bool = True) -> GPT:
-    """Build on the meta device (free, any size), then materialise on `device` and initialise."""
+def build_model(cfg: ModelShape, device: torch.device | str = "cpu", init: bool = True,
+                precision: Precision | None = None) -> GPT:
+    """Build on the meta device (free, any size), then materialise on `device` and initialise.
+
+    The plan's precision decides the loss path and the stored embedding dtype; without one (tests,
+    sampling) the CPU's fp32 policy applies: the fused loss on the CPU, fp32 everywhere.
+    """
     with torch.device("meta"):
         model = GPT(cfg)
     if str(device) == "meta":
         return model
     model = model.to_empty(device=device)
-    model.fused_loss = torch.device(device).type == "cpu"
+    model.fused_loss = precision.fused_loss if precision is not None else torch.device(device).type == "cpu"
     model.rotary = rotary_tables(cfg.sequence_len, cfg.head_dim, device=torch.device(device))
     if init:
         model.init_weights()
+    if precision is not None and precision.embedding_dtype == "bfloat16":
+        model.transformer.wte.to(dtype=torch.bfloat16)  # stored in bf16: it is only ever read (SPEC §5)
     return model

@@ -1,10 +1,10 @@
 """Optimizers: Muon for block matrices, AdamW for the embeddings, sharded across data-parallel ranks.
 
-Layout (the one `chatplan.sharding` and the planner's memory model assume, SPEC §5):
+Layout (the one `chatplan.layout` and the planner's memory model assume, SPEC §5):
 - every rank holds the full weights and the full gradients (no DDP wrapper);
 - after the last micro-step the gradients are averaged with one all-reduce per flat buffer;
 - the global norm of the averaged gradient is clipped (identical on every rank, no extra traffic);
-- each parameter's optimizer state lives only on its owner (`chatplan.sharding.owner_map`), which
+- each parameter's optimizer state lives only on its owner (`chatplan.layout.owner_map`), which
   steps it and then broadcasts the new weights to the others.
 
 Weights and gradients are views into a few flat buffers, ordered (dtype, owner, name), so the
@@ -18,11 +18,11 @@ import math
 import torch
 import torch.distributed as dist
 
-from chatplan.sharding import owner_map
+from chatplan.layout import ADAMW_PARAMS_2025, COMM_BUCKET_ELEMENTS, owner_map
 from chatplan_train.config import OptimConfig
 
-EMBEDDINGS = ("transformer.wte.weight", "lm_head.weight")  # AdamW; everything else is Muon
-BUCKET_ELEMENTS = 64 * 1024 * 1024  # all-reduce chunk: bounds the backend's scratch memory
+EMBEDDINGS = ADAMW_PARAMS_2025  # AdamW; everything else is Muon
+BUCKET_ELEMENTS = COMM_BUCKET_ELEMENTS  # all-reduce chunk: bounds the backend's scratch memory
 
 
 def lr_multiplier(step: int, total_steps: int, warmdown_ratio: float, final_lr_frac: float,

@@ -11,6 +11,8 @@ from __future__ import annotations
 import statistics
 from typing import Any
 
+from chatplan.contract import PlanDoc, pair
+
 WARMUP_STEPS = 2
 
 
@@ -18,24 +20,22 @@ def steady(step_seconds: list[float]) -> list[float]:
     return step_seconds[WARMUP_STEPS:] if len(step_seconds) > WARMUP_STEPS else step_seconds
 
 
-def _pair(achieved: float | None, predicted: float | None) -> dict[str, Any]:
-    ratio = achieved / predicted if achieved is not None and predicted else None
-    return {"achieved": achieved, "predicted": predicted, "ratio": ratio}
+_pair = pair  # achieved, predicted and the one error measure (chatplan.contract)
 
 
-def build_report(plan: dict, *, step_seconds: list[float], tokens_per_step: int, flops_per_token: int,
+def build_report(doc: PlanDoc, *, step_seconds: list[float], tokens_per_step: int, flops_per_token: int,
                  peak_flops: float, peak_method: str, world_size: int, wall_seconds: float,
                  steps_done: int, memory: dict[str, float] | None, final_val_bpb: float | None,
                  final_loss: float | None) -> dict[str, Any]:
-    pred = plan.get("predictions") or {}
-    horizon_steps = plan.get("horizon", {}).get("steps")
+    pred = doc.predictions
+    horizon_steps = doc.steps
     times = steady(step_seconds)
     step_s = statistics.median(times) if times else None
     tok_s = tokens_per_step / step_s if step_s else None
     mfu = flops_per_token * tok_s / peak_flops if tok_s and peak_flops else None
     hours = step_s * horizon_steps / 3600 if step_s and horizon_steps else None
     price = pred.get("price_per_gpu_hour")
-    gpus = world_size if plan.get("device", {}).get("type") == "cuda" else None
+    gpus = world_size if doc.device_type == "cuda" else None
     cost = hours * price * gpus if hours is not None and price is not None and gpus else None
     report: dict[str, Any] = {
         "steps_done": steps_done,

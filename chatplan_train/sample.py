@@ -18,8 +18,8 @@ import torch
 from chatplan.errors import EXIT_INVALID, ChatplanError, InvalidInput
 from chatplan.tokenizer import load_tokenizer
 from chatplan_train import checkpoint as ckpt
-from chatplan_train.config import check_model, load_plan
-from chatplan_train.model import GPTConfig, build_model
+from chatplan_train.config import load_plan, run_binding
+from chatplan_train.model import build_model
 
 
 @torch.no_grad()
@@ -36,15 +36,15 @@ def sample_run(run_dir: Path, prompts: list[str], max_new_tokens: int = 32) -> d
     # One sequence at a time is far too little work to share between threads: with several, OpenMP's
     # spin-waiting makes decoding ~50x slower on a busy machine.
     torch.set_num_threads(1)
-    plan = load_plan(run_dir / "plan.json")
-    shape = check_model(plan)
+    doc = load_plan(run_dir / "plan.json")
+    shape = doc.shape
     d, _ = ckpt.latest_complete(run_dir)
     if d is None:
         raise InvalidInput(f"{run_dir} has no complete checkpoint to sample from")
-    model = build_model(GPTConfig.from_shape(shape), init=False)
+    model = build_model(shape, init=False)
     model.load_state_dict({k: v.float() for k, v in ckpt.load_model_state(d).items()})
     model.eval()
-    tokenizer = load_tokenizer(Path(plan["tokenizer"]["dir"]))
+    tokenizer = load_tokenizer(Path(run_binding(doc).tokenizer_dir))
     samples = []
     for prompt in prompts:
         ids = [tokenizer.bos_id] + tokenizer.encode(prompt)

@@ -1,39 +1,40 @@
-"""Helpers for the trainer's tests and benchmarks: a CPU plan.json built by `chatplan.plan()`.
+"""Helpers for the trainer's tests and benchmarks: a bound CPU plan.json built by `chatplan.plan()`.
 
-The built-in GPU catalog has no CPU, so a CPU entry is added to it (peak = the nominal fp32 figure
-of the machine; the trainer measures its own for MFU). Nothing here is used by a training run.
+The built-in catalog's CPU entry is replaced by one with the given peak (the trainer measures its own
+for MFU; this figure only feeds the plan's predictions). Nothing here is used by a training run.
 """
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import chatplan
-from chatplan.catalog import GPU, Catalog, builtin_catalog
+from chatplan.catalog import Catalog, builtin_catalog
+from chatplan.contract import RunBinding, bind, plan_document
 
-CPU_PEAK_FLOPS = 1.3e11  # ~fp32 matmul peak of a 2-core dev box; only feeds the plan's predictions
+CPU_PEAK_FLOPS = 1.8e11  # the catalog's measured fp32 matmul peak of a 2-core dev box (gpus.json)
 
 
 def cpu_catalog(peak_flops: float = CPU_PEAK_FLOPS) -> Catalog:
     base = builtin_catalog()
-    cpu = GPU(name="CPU", aliases=("cpu",), description="this machine's CPU (fp32)", memory_gib=16.0,
-              peak_flops=peak_flops, matmul_efficiency=1.0, memory_bandwidth=2e10, price_per_hour=0.0,
-              intra_node_gbps=10.0, device_type="cpu")
-    return Catalog(gpus=base.gpus + (cpu,), reference_gpu=base.reference_gpu)
+    gpus = tuple(replace(g, peak_flops=peak_flops) if g.name == "CPU" else g for g in base.gpus)
+    return Catalog(gpus=gpus, reference_gpu=base.reference_gpu, sources=base.sources)
 
 
 def cpu_plan(depth: int = 2, *, vocab_size: int, seq_len: int, device_batch_size: int, world_size: int = 1,
              grad_accum_steps: int = 1, steps: int = 20, eval_every: int = 0, eval_tokens: int | None = None,
              data_dir: str | Path | None = None, tokenizer_dir: str | Path | None = None,
-             ranks_sha256: str | None = None, source: str = "sample") -> dict:
-    """plan.json (as a dict) for a small CPU run."""
+             ranks_sha256: str | None = None, source: str = "sample", out_dir: str | Path = "runs/test",
+             validation_shard: str = "shard_01822.parquet", train_shards: int = 0) -> dict:
+    """plan.json (as a dict) for a small CPU run, bound to the given data and tokenizer directories."""
     total = device_batch_size * seq_len * world_size * grad_accum_steps
-    p = chatplan.plan(depth, gpus=f"{world_size}xCPU", gpus_per_node=world_size, vocab_size=vocab_size,
+    p = chatplan.plan(depth=depth, gpus=f"{world_size}xCPU", gpus_per_node=world_size, vocab_size=vocab_size,
                       seq_len=seq_len, total_batch_size=total, steps=steps,
-                      device_batch_size=device_batch_size, eval_every=max(eval_every, 1),
+                      device_batch_size=device_batch_size, eval_every=eval_every,
                       eval_tokens=eval_tokens or device_batch_size * seq_len * world_size,
-                      catalog=cpu_catalog()).to_dict()
-    p["eval"]["every"] = eval_every
-    p["data"].update(dir=str(data_dir) if data_dir else None, source=source)
-    p["tokenizer"].update(dir=str(tokenizer_dir) if tokenizer_dir else None, ranks_sha256=ranks_sha256)
-    return p
+                      catalog=cpu_catalog())
+    run = RunBinding(out_dir=str(out_dir), data_dir=str(data_dir or ""), data_source=source,
+                     train_shards=train_shards, validation_shard=validation_shard,
+                     tokenizer_dir=str(tokenizer_dir or ""), ranks_sha256=ranks_sha256)
+    return bind(plan_document(p), run)

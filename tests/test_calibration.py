@@ -7,7 +7,8 @@ import sys
 import pytest
 
 import chatplan
-from chatplan.calibration import Calibration, CalibrationPoint, load_calibration, point_from_run, record_point
+from chatplan.calibration import Calibration, CalibrationPoint, load_calibration, record_point
+from chatplan.runner.report import point_from_run
 
 
 def point(depth, mfu, gpu="H100-SXM", device_type="cuda", world=8, seq_len=2048, vocab=65536):
@@ -19,7 +20,7 @@ def test_exact_depth_uses_the_mean():
     cal = Calibration((point(20, 0.40), point(20, 0.44)))
     p = chatplan.plan(depth=20, calibration=cal)
     assert p.time.mfu == pytest.approx(0.42) and p.time.mfu_source == "calibrated"
-    assert p.calibration["status"] == "calibrated from 2 runs (exact)"
+    assert p.calibration.status == "calibrated from 2 runs (exact)"
 
 
 def test_interpolates_in_depth_between_neighbours():
@@ -32,14 +33,14 @@ def test_one_sided_points_scale_with_the_model():
     p20 = chatplan.plan(depth=20, calibration=cal)
     model20, model32 = chatplan.plan(depth=20).time.mfu, chatplan.plan(depth=32).time.mfu
     assert p20.time.mfu == pytest.approx(0.45 * model20 / model32, rel=1e-9)
-    assert p20.calibration["status"].startswith("calibrated from 1 run")
+    assert p20.calibration.status.startswith("calibrated from 1 run")
 
 
 def test_other_world_sizes_gpus_and_cpu_points_never_apply():
     cal = Calibration((point(20, 0.10, world=16), point(20, 0.10, gpu="A100-80GB"),
                        point(20, 0.10, gpu="H100-SXM", device_type="cpu")))
     p = chatplan.plan(depth=20, calibration=cal)
-    assert p.time.mfu_source == "predicted" and p.calibration["status"] == "uncalibrated"
+    assert p.time.mfu_source == "predicted" and p.calibration.status == "uncalibrated"
     tiny = point(2, 0.3, gpu="CPU", device_type="cpu", world=1, seq_len=256, vocab=8192)
     assert chatplan.plan(tier="tiny", calibration=Calibration((tiny,))).time.mfu == pytest.approx(0.3)
     # ... and a T 256 / V 8,192 point says nothing about the same depth at T 2,048 / V 65,536
@@ -91,7 +92,13 @@ def test_record_and_load_round_trip(tmp_path):
     run = _fake_run(tmp_path)
     path = tmp_path / "cal" / "calibration.json"
     assert record_point(path, point_from_run(run)) == 1
-    assert record_point(path, point_from_run(run)) == 2
+    # the same run recorded again replaces its point instead of counting twice
+    assert record_point(path, point_from_run(run)) == 1
+    other = tmp_path / "other"
+    other.mkdir()
+    for name in ("plan.json", "report.json"):
+        (other / name).write_text((run / name).read_text())
+    assert record_point(path, point_from_run(other)) == 2
     cal = load_calibration(path)
     assert len(cal.points) == 2 and cal.points[0].depth == 20 and cal.points[0].peak_allocated_gib == 70.0
     assert load_calibration("none") is None

@@ -7,7 +7,9 @@ import sys
 import pytest
 
 import chatplan
-from chatplan.checks import compare_fleets
+from chatplan.catalog import builtin_catalog
+from chatplan.request import PlanRequest
+from chatplan.search import compare_fleets
 from chatplan.errors import RequirementFailed
 
 
@@ -20,7 +22,7 @@ def run(*args):
 def test_budget_picks_the_tier_depths(budget, depth):
     p = chatplan.plan(budget=budget, gpus="8xH100", mfu=0.5092)
     assert p.depth == depth and p.time.cost_usd <= budget
-    assert p.budget["next_cost_usd"] > budget and p.budget["next_depth"] == depth + 2
+    assert p.budget.next_cost_usd > budget and p.budget.next_depth == depth + 2
 
 
 @pytest.mark.parametrize("depth,train_cost", [(22, 104), (28, 366), (34, 1047)])
@@ -74,7 +76,8 @@ def test_check_exit_2_on_bad_input():
 
 # --- compare ------------------------------------------------------------------------------------------------
 def test_compare_rows_equal_plan_field_by_field():
-    rows = compare_fleets(by="cost", gpu_names=["H100", "A100-40GB", "RTX-4090"], counts=(1, 8, 16), depth=32)
+    rows = compare_fleets(PlanRequest(depth=32), builtin_catalog(), by="cost", gpu_names=["H100", "A100-40GB", "RTX-4090"],
+                          counts=(1, 8, 16))
     runnable = [r for r in rows if r.plan is not None]
     for row in runnable:
         assert row.plan.to_dict() == chatplan.plan(depth=32, gpus=row.fleet).to_dict()

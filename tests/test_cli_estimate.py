@@ -43,7 +43,7 @@ def test_save_plan_and_formats(tmp_path):
     r = run("estimate", "--tier", "300", "--format", "markdown", "--save-plan", str(path))
     assert r.returncode == 0, r.stderr
     assert "## Parameters" in r.stdout and "| total" in r.stdout and "1,081,999,360" in r.stdout
-    assert "midtraining" in r.stdout
+    assert "stages chatplan does not run" in r.stdout
     assert json.loads(path.read_text())["model"]["n_layer"] == 26
     plain = run("estimate", "--depth", "20", "--format", "plain")
     assert "3.491758e+09" in plain.stdout and "216" in plain.stdout

@@ -3,14 +3,13 @@
 import pytest
 import torch
 
-from chatplan.memory import (
-    ExecutionMode,
+from chatplan.arch.nanochat_2025 import (
     activation_bytes_per_token,
     fused_loss_fixed_bytes,
     logits_saved_bytes_per_token,
 )
-from chatplan.shape import model_shape
-from chatplan_train.model import GPTConfig, build_model
+from chatplan_train.model import build_model
+from tests.helpers import facts, model_shape, optim_2025, precision
 
 
 def saved_for_backward_bytes(model: torch.nn.Module, idx: torch.Tensor, targets: torch.Tensor) -> int:
@@ -35,8 +34,8 @@ def test_eager_fp32_activation_term_matches_saved_tensors(depth, seq_len):
     vocab = 2048
     shape = model_shape(depth, vocab_size=vocab, seq_len=seq_len)
     torch.manual_seed(depth)
-    model = build_model(GPTConfig.from_shape(shape))
-    mode = ExecutionMode(device_type="cpu", compiled=False)
+    model = build_model(shape)
+    mode = precision("cpu", compile=False)
     per_token = activation_bytes_per_token(shape, mode) + logits_saved_bytes_per_token(shape, mode)
     # the CPU fused loss saves lm_head's weight gradient (V x d) whatever the batch; its two chunk
     # buffers are transient (not saved), so they are left out here
@@ -52,13 +51,12 @@ def test_eager_fp32_activation_term_matches_saved_tensors(depth, seq_len):
 # --- resident terms, byte for byte against the trainer's optimizer ---------------------------------------
 def _resident_tensor_bytes(depth: int, world_size: int, rank: int) -> dict[str, int]:
     """Build the model and the sharded optimizer, take one step, and count the real tensors' bytes."""
-    from chatplan_train.config import OptimConfig
     from chatplan_train.optim import ShardedOptimizer
 
     shape = model_shape(depth, vocab_size=512, seq_len=32)
     torch.manual_seed(0)
-    model = build_model(GPTConfig.from_shape(shape))
-    opt = ShardedOptimizer(model, OptimConfig(), world_size=world_size, rank=rank)
+    model = build_model(shape)
+    opt = ShardedOptimizer(model, optim_2025(), world_size=world_size, rank=rank)
     idx = torch.randint(0, 512, (2, 32))
     model(idx, idx).backward()
     opt.step(0, 10)
@@ -70,13 +68,11 @@ def _resident_tensor_bytes(depth: int, world_size: int, rank: int) -> dict[str, 
 
 @pytest.mark.parametrize("depth", [1, 2, 3, 4])
 def test_resident_terms_equal_the_trainers_tensors_one_rank(depth):
-    from chatplan.memory import resident_bytes
-
     real = _resident_tensor_bytes(depth, 1, 0)
-    model = resident_bytes(model_shape(depth, vocab_size=512, seq_len=32), 1, "cpu")
+    model = facts(model_shape(depth, vocab_size=512, seq_len=32), 1, "cpu").memory
     assert real["weights"] == model.weights
     assert real["gradients"] == real["flat_gradients"] == model.gradients
-    assert real["state"] == model.optimizer_state == model.optimizer_state_per_rank[0]
+    assert (real["state"],) == model.optimizer_state_per_rank
 
 
 def _rank_worker(rank: int, world_size: int, port: int, depth: int, queue) -> None:
@@ -95,8 +91,6 @@ def test_resident_terms_equal_the_trainers_tensors_two_gloo_ranks():
 
     import torch.multiprocessing as mp
 
-    from chatplan.memory import resident_bytes
-
     ctx = mp.get_context("spawn")
     for depth in (1, 2, 3, 4):
         with socket.socket() as s:
@@ -110,10 +104,9 @@ def test_resident_terms_equal_the_trainers_tensors_two_gloo_ranks():
         for p in procs:
             p.join(timeout=60)
             assert p.exitcode == 0
-        model = resident_bytes(model_shape(depth, vocab_size=512, seq_len=32), 2, "cpu")
+        model = facts(model_shape(depth, vocab_size=512, seq_len=32), 2, "cpu").memory
         for rank in (0, 1):
             assert got[rank]["weights"] == model.weights and got[rank]["gradients"] == model.gradients
             assert got[rank]["state"] == model.optimizer_state_per_rank[rank]
-        assert max(got[r]["state"] for r in (0, 1)) == model.optimizer_state
-        assert got[0]["state"] + got[1]["state"] == resident_bytes(
-            model_shape(depth, vocab_size=512, seq_len=32), 1, "cpu").optimizer_state
+        assert got[0]["state"] + got[1]["state"] == sum(
+            facts(model_shape(depth, vocab_size=512, seq_len=32), 1, "cpu").memory.optimizer_state_per_rank)

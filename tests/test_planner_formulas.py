@@ -4,10 +4,17 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from chatplan.counts import flops_per_token, param_counts, param_shapes
 from chatplan.errors import InvalidInput
 from chatplan.horizon import training_horizon
-from chatplan.shape import is_valid_depth, model_shape, nearest_valid_depths, shape_problem
+from tests.helpers import (
+    flops_per_token,
+    is_valid_depth,
+    model_shape,
+    nearest_valid_depths,
+    param_counts,
+    param_shapes,
+    shape_problem,
+)
 
 VALID = [d for d in range(1, 129) if is_valid_depth(d)]
 
@@ -26,7 +33,7 @@ def test_closed_forms_for_every_valid_depth(depth):
     counts = param_counts(shape)
     assert counts.total == 8_388_608 * depth + 49_152 * depth**3
     assert flops_per_token(shape) == 25_165_824 * depth + 1_572_864 * depth**2 + 294_912 * depth**3
-    horizon = training_horizon(counts.total, flops_per_token(shape))
+    horizon = training_horizon(counts.total, flops_per_token(shape), 524_288)
     assert horizon.steps == 320 * depth + (15 * depth**3) // 8
     # the per-tensor shapes the trainer builds add up to the same count
     assert sum(r * c for r, c in param_shapes(shape).values()) == counts.total
@@ -41,10 +48,10 @@ def test_spec_golden_rows(depth, d, heads, params, wte, fpt, steps, tokens, tota
     shape = model_shape(depth)
     assert (shape.n_embd, shape.n_head, shape.head_dim, shape.n_kv_head) == (d, heads, 128, heads)
     counts = param_counts(shape)
-    assert (counts.total, counts.wte, counts.lm_head) == (params, wte, wte)
-    assert counts.non_embedding == params - wte
+    assert (counts.total, counts["wte"], counts["lm_head"]) == (params, wte, wte)
+    assert counts["non_embedding"] == params - wte
     assert flops_per_token(shape) == fpt
-    h = training_horizon(counts.total, fpt)
+    h = training_horizon(counts.total, fpt, 524_288)
     assert (h.steps, h.tokens, h.source) == (steps, tokens, "data_ratio")
     assert h.total_flops == pytest.approx(total_flops, rel=1e-6)
     assert h.tokens_per_param == pytest.approx(20.0, rel=1e-4)
@@ -54,18 +61,18 @@ def test_grouped_query_attention_override():
     shape = model_shape(20, kv_heads=2)
     assert param_counts(shape).total == 508_559_360
     assert flops_per_token(shape) == 3_177_185_280
-    assert param_counts(shape).attn_k == 20 * 256 * 1280
+    assert param_counts(shape)["attn_k"] == 20 * 256 * 1280
 
 
 def test_horizon_precedence():
     shape = model_shape(20)
     n, f = param_counts(shape).total, flops_per_token(shape)
-    assert training_horizon(n, f, steps=100, target_flops=1e30).source == "steps"
-    h = training_horizon(n, f, target_flops=3.917670e19)
+    assert training_horizon(n, f, 524_288, steps=100, target_flops=1e30).source == "steps"
+    h = training_horizon(n, f, 524_288, target_flops=3.917670e19)
     assert (h.source, h.steps) == ("target_flops", 21_400)
-    assert training_horizon(n, f, data_ratio=10).steps == int(10 * n // 524_288)
+    assert training_horizon(n, f, 524_288, data_ratio=10).steps == int(10 * n // 524_288)
     with pytest.raises(InvalidInput):
-        training_horizon(n, f, steps=0)
+        training_horizon(n, f, 524_288, steps=0)
 
 
 @pytest.mark.parametrize("depth,below,above", [(21, 20, 22), (127, 126, 128), (5, 4, 6), (9, 8, 10)])

@@ -10,8 +10,8 @@ import chatplan
 from chatplan.catalog import builtin_catalog, load_catalog, parse_fleet
 from chatplan.dataplan import data_plan
 from chatplan.errors import InvalidInput, RequirementFailed
-from chatplan.memory import default_mode, estimate_memory, resident_bytes
-from chatplan.shape import model_shape
+from chatplan.memory import estimate_memory
+from tests.helpers import A25, facts, model_shape
 
 
 # --- data plan (SPEC §7) ------------------------------------------------------------------------------
@@ -26,7 +26,7 @@ def test_data_plan_golden(tier, needed, download, published):
 
 
 def test_data_plan_warns_with_epochs_beyond_the_dataset():
-    d = data_plan(tokens=200_000_000_000)  # 960e9 chars = 3,840 shards
+    d = data_plan(200_000_000_000, A25.dataset, 4.8, 250e6)  # 960e9 chars = 3,840 shards
     assert d.train_shards_needed == 3_840 and d.download_shards == 1_822
     assert "2.11 epochs" in d.warning
 
@@ -105,14 +105,16 @@ def test_tier_shows_budget_difference():
     doc = chatplan.plan(tier="1000").to_dict()
     assert doc["tier"]["budget_usd"] == 1000 and doc["model"]["n_layer"] == 32
     assert doc["tier"]["budget_minus_pretraining_usd"] == pytest.approx(1000 - doc["time"]["cost_usd"])
-    assert "midtraining" in doc["tier"]["note"]
+    assert "SFT" in doc["tier"]["note"]
 
 
 def test_plan_json_contract():
     doc = json.loads(json.dumps(chatplan.plan(depth=20).to_dict()))
-    assert doc["schema_version"] == 1 and doc["chatplan_version"] == chatplan.__version__
+    assert doc["schema_version"] == 2 and doc["chatplan_version"] == chatplan.__version__
+    assert doc["arch"] == {"name": "nanochat-2025", "nanochat_commit": "4cc605b",
+                           "summary": chatplan.plan(depth=20).arch.summary}
     for key in ("model", "params", "horizon", "parallelism", "optimizer", "eval", "data", "tokenizer",
-                "device", "predictions", "memory"):
+                "device", "predictions", "memory", "precision"):
         assert key in doc
     assert doc["optimizer"]["embedding_lr"] == pytest.approx(0.2 * (1280 / 768) ** -0.5)
     assert doc["parallelism"] == {"world_size": 8, "nodes": 1, "nproc_per_node": 8, "device_batch_size": 32,
@@ -156,7 +158,7 @@ def test_bad_batch_names_valid_values():
 
 def _memory(depth, batch, seq_len=2048, world=8, device="cuda"):
     shape = model_shape(depth, seq_len=seq_len)
-    return estimate_memory(shape, batch, 4, world, 79.19, default_mode(device))
+    return estimate_memory(facts(shape, world, device), batch, 4, 79.19)
 
 
 @settings(deadline=None, max_examples=60)
@@ -179,9 +181,9 @@ def test_memory_strictly_increases(depth, batch, seq_len, device):
 @pytest.mark.parametrize("device_type", ["cuda", "cpu"])
 def test_optimizer_state_falls_with_world_size_weights_do_not(device_type):
     shape = model_shape(12)
-    one, two, eight = (resident_bytes(shape, w, device_type) for w in (1, 2, 8))
-    assert one.optimizer_state > two.optimizer_state > eight.optimizer_state
-    assert eight.optimizer_state >= sum(eight.optimizer_state_per_rank) / 8
+    one, two, eight = (facts(shape, w, device_type).memory for w in (1, 2, 8))
+    assert max(one.optimizer_state_per_rank) > max(two.optimizer_state_per_rank) > max(eight.optimizer_state_per_rank)
+    assert max(eight.optimizer_state_per_rank) >= sum(eight.optimizer_state_per_rank) / 8
     assert one.weights == two.weights == eight.weights
     assert one.gradients == eight.gradients
 
@@ -191,13 +193,13 @@ def test_optimizer_state_falls_with_world_size_weights_do_not(device_type):
                                                                                "B200", "CPU"]),
        st.sampled_from([1, 2, 8]), st.sampled_from([256, 2048]))
 def test_batch_choice_equals_brute_force(depth, gpu, world, seq_len):
-    from chatplan.memory import batch_candidates, choose_device_batch
+    from chatplan.batch import batch_candidates
+    from chatplan.memory import choose_device_batch
 
     g = builtin_catalog().get(gpu)
     shape = model_shape(depth, seq_len=seq_len)
-    mode = default_mode(g.device_type)
+    f = facts(shape, world, g.device_type)
     seqs = 524_288 // (seq_len * world)
-    brute = [b for b in batch_candidates(seqs)
-             if estimate_memory(shape, b, seqs // b, world, g.memory_gib, mode).verdict != "oom"]
-    chosen = choose_device_batch(shape, seqs, world, g.memory_gib, mode)
+    brute = [b for b in batch_candidates(seqs) if estimate_memory(f, b, seqs // b, g.memory_gib).verdict != "oom"]
+    chosen = choose_device_batch(f, seqs, g.memory_gib)
     assert (chosen.device_batch_size if chosen else None) == (max(brute) if brute else None)

@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from chatplan.run import launch_commands
+from chatplan.runner.launch import launch_commands
 
 
 def run(*args, **kw):
@@ -61,8 +61,7 @@ def test_dry_run_two_nodes(tmp_path):
 
 
 def test_single_process_needs_no_torchrun(tmp_path):
-    doc = {"parallelism": {"world_size": 1, "nodes": 1, "nproc_per_node": 1}}
-    launch = launch_commands(doc, tmp_path / "plan.json", tmp_path, steps=5, python="python3")
+    launch = launch_commands(1, 1, 1, tmp_path / "plan.json", tmp_path, steps=5, python="python3")
     assert launch.argv == [["python3", "-m", "chatplan_train", "--plan", str(tmp_path / "plan.json"), "--out",
                             str(tmp_path), "--steps", "5"]]
 
@@ -93,7 +92,7 @@ def test_tiny_run_end_to_end(tmp_path):
             "--calibration", str(cal), timeout=300)
     assert r.returncode == 0, r.stderr[-2000:]
     plan = json.loads((out / "plan.json").read_text())
-    assert plan["data"]["source"] == "sample" and len(plan["tokenizer"]["ranks_sha256"]) == 64
+    assert plan["run"]["data_source"] == "sample" and len(plan["run"]["ranks_sha256"]) == 64
     assert (plan["model"]["n_layer"], plan["model"]["sequence_len"], plan["model"]["vocab_size"]) == (2, 256, 8192)
     assert plan["parallelism"]["world_size"] == 2 and plan["horizon"]["steps"] == 6
     assert list((out / "checkpoints").glob("step_*/MANIFEST.json"))
@@ -130,7 +129,7 @@ def test_two_torchrun_node_agents_on_loopback(tmp_path):
     """Two nodes of one CPU process each, started from the commands `run --dry-run` prints."""
     import socket
 
-    from chatplan.run import prepare_sample
+    from chatplan.runner.prepare import prepare_sample
 
     out = tmp_path / "run"
     prepare_sample(out, 8192)
@@ -158,7 +157,7 @@ def test_two_torchrun_node_agents_on_loopback(tmp_path):
     ("Tesla V100-SXM2-16GB", None)])
 def test_identify_gpu_from_driver_names(driver, gpu):
     from chatplan.catalog import builtin_catalog
-    from chatplan.run import identify_gpu
+    from chatplan.runner.prepare import identify_gpu
 
     found = identify_gpu(driver, builtin_catalog())
     assert (found.name if found else None) == gpu

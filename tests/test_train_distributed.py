@@ -16,16 +16,15 @@ import torch
 import torch.distributed as dist
 import torch.multiprocessing as mp
 
-from chatplan.shape import model_shape
-from chatplan_train.config import OptimConfig
 from chatplan_train.loop import sync_stats, train_step
-from chatplan_train.model import GPTConfig, build_model
+from chatplan_train.model import build_model
 from chatplan_train.optim import ShardedOptimizer
+from tests.helpers import model_shape, optim_2025
 
 STEPS = 6
 B, T, V = 2, 64, 512
 # High learning rates: the loss moves fast and the gradient norm crosses the 1.0 clip.
-OPTIM = OptimConfig(matrix_lr=0.08, embedding_lr=1.0, unembedding_lr=0.05, muon_momentum_ramp_steps=3)
+OPTIM = optim_2025(matrix_lr=0.08, embedding_lr=1.0, unembedding_lr=0.05, muon_momentum_ramp_steps=3)
 
 
 def batches() -> list[list[tuple[torch.Tensor, torch.Tensor]]]:
@@ -43,7 +42,7 @@ def batches() -> list[list[tuple[torch.Tensor, torch.Tensor]]]:
 
 def train(rank: int, world: int, accum: int) -> tuple[list[float], list[float], dict[str, torch.Tensor]]:
     torch.manual_seed(0)
-    model = build_model(GPTConfig.from_shape(model_shape(2, vocab_size=V, seq_len=T)))
+    model = build_model(model_shape(2, vocab_size=V, seq_len=T))
     opt = ShardedOptimizer(model, OPTIM, world_size=world, rank=rank)
     losses, norms = [], []
     for step, micro in enumerate(batches()):

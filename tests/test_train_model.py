@@ -8,10 +8,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from chatplan.counts import flops_per_token, param_counts, param_shapes
-from chatplan.shape import is_valid_depth, model_shape
-from chatplan_train.model import GPTConfig, build_model
-from chatplan_train.optim import OptimConfig, ShardedOptimizer
+from chatplan_train.model import build_model
+from chatplan_train.optim import ShardedOptimizer
+from tests.helpers import flops_per_token, is_valid_depth, model_shape, optim_2025, param_counts, param_shapes
 
 FIXTURE = Path(__file__).parent / "fixtures" / "nanochat_d2_step.pt"
 GROUPS = {"attn.c_q": "attn_q", "attn.c_k": "attn_k", "attn.c_v": "attn_v", "attn.c_proj": "attn_out",
@@ -30,7 +29,7 @@ def group_of(name: str) -> str:
 @pytest.mark.parametrize("depth", DEPTHS)
 def test_parameters_match_the_planner_group_by_group(depth: int) -> None:
     shape = model_shape(depth)
-    model = build_model(GPTConfig.from_shape(shape), device="meta")
+    model = build_model(shape, device="meta")
     ours = {n: tuple(p.shape) for n, p in model.named_parameters()}
     assert ours == param_shapes(shape)  # same names, same (out, in) shapes, nothing else
     counts = param_counts(shape).to_dict()
@@ -46,7 +45,7 @@ def test_parameters_match_the_planner_group_by_group(depth: int) -> None:
 
 def test_gqa_shapes_match_the_planner() -> None:
     shape = model_shape(4, kv_heads=1, vocab_size=1024, seq_len=64)
-    model = build_model(GPTConfig.from_shape(shape))
+    model = build_model(shape)
     assert {n: tuple(p.shape) for n, p in model.named_parameters()} == param_shapes(shape)
     logits = model(torch.randint(0, 1024, (2, 16)))
     assert logits.shape == (2, 16, 1024)
@@ -54,7 +53,7 @@ def test_gqa_shapes_match_the_planner() -> None:
 
 def test_init_follows_the_spec() -> None:
     torch.manual_seed(0)
-    model = build_model(GPTConfig.from_shape(model_shape(2, vocab_size=4096, seq_len=64)))
+    model = build_model(model_shape(2, vocab_size=4096, seq_len=64))
     p = dict(model.named_parameters())
     assert p["lm_head.weight"].abs().max() == 0
     assert p["transformer.h.0.attn.c_proj.weight"].abs().max() == 0
@@ -69,25 +68,26 @@ def test_init_follows_the_spec() -> None:
 @pytest.mark.parametrize("vocab", [512, 8192])
 def test_step0_loss_is_ln_vocab(vocab: int) -> None:
     torch.manual_seed(1)
-    model = build_model(GPTConfig.from_shape(model_shape(2, vocab_size=vocab, seq_len=128)))
+    model = build_model(model_shape(2, vocab_size=vocab, seq_len=128))
     idx = torch.randint(0, vocab, (2, 128))
     loss = model(idx, torch.roll(idx, -1, 1))
     assert abs(loss.item() - math.log(vocab)) < 1e-4
 
 
 def test_rotary_tables_are_bf16_rounded() -> None:
-    model = build_model(GPTConfig.from_shape(model_shape(1, vocab_size=256, seq_len=64)))
+    model = build_model(model_shape(1, vocab_size=256, seq_len=64))
     assert model.rotary.dtype == torch.bfloat16 and model.rotary.shape == (2, 1, 64, 1, 32)
 
 
 def test_reference_step_matches_nanochat() -> None:
     """Weights of nanochat's own d2 step in our model: losses, gradients, clipped AdamW+Muon step."""
     ref = torch.load(FIXTURE, weights_only=True)
-    model = build_model(GPTConfig(sequence_len=64, vocab_size=512, n_layer=2, n_head=1, n_kv_head=1,
-                                  n_embd=128))
+    shape = model_shape(2, vocab_size=512, seq_len=64)  # d 128, one head of 128
+    assert (shape.n_embd, shape.n_head, shape.n_kv_head) == (128, 1, 1)
+    model = build_model(shape)
     model.load_state_dict({k.removeprefix("init/"): v for k, v in ref.items() if k.startswith("init/")})
     scale = (128 / 768) ** -0.5  # the plan carries the embedding lrs already scaled
-    opt = ShardedOptimizer(model, OptimConfig(embedding_lr=0.2 * scale, unembedding_lr=0.004 * scale))
+    opt = ShardedOptimizer(model, optim_2025(embedding_lr=0.2 * scale, unembedding_lr=0.004 * scale))
 
     loss0 = model(ref["idx"], ref["targets"])
     assert abs(loss0.item() - ref["loss0"].item()) < 1e-5
@@ -110,7 +110,7 @@ def test_fused_cpu_loss_equals_the_plain_path() -> None:
     """The chunked CPU loss (no (N, V) logits) against materialised logits: value and gradients,
     with ignored targets (-1), for training (mean) and evaluation (per token)."""
     torch.manual_seed(3)
-    model = build_model(GPTConfig.from_shape(model_shape(1, vocab_size=3000, seq_len=64)))
+    model = build_model(model_shape(1, vocab_size=3000, seq_len=64))
     torch.nn.init.normal_(model.lm_head.weight, std=0.3)  # non-zero head: logits reach the soft-cap
     idx, tgt = torch.randint(0, 3000, (3, 64)), torch.randint(0, 3000, (3, 64))
     tgt[0, :5] = -1

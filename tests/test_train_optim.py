@@ -7,8 +7,8 @@ import math
 import pytest
 import torch
 
-from chatplan.shape import model_shape
-from chatplan_train.model import GPTConfig, build_model
+from chatplan_train.model import build_model
+from tests.helpers import model_shape, optim_2025
 from chatplan_train.optim import (
     Muon,
     OptimConfig,
@@ -86,19 +86,19 @@ def test_lr_schedule_constant_then_linear_warmdown_to_zero() -> None:
 
 
 def test_momentum_ramps_over_300_steps() -> None:
-    cfg = OptimConfig()
+    cfg = optim_2025()
     assert muon_momentum(0, cfg) == 0.85
     assert muon_momentum(150, cfg) == pytest.approx(0.90)
     assert muon_momentum(300, cfg) == pytest.approx(0.95) and muon_momentum(5000, cfg) == pytest.approx(0.95)
 
 
 def test_state_lives_only_on_owners_and_round_trips() -> None:
-    cfg = GPTConfig.from_shape(model_shape(2, vocab_size=512, seq_len=32))
+    cfg = model_shape(2, vocab_size=512, seq_len=32)
     shards = []
     for rank in range(2):
         torch.manual_seed(0)
         model = build_model(cfg)
-        opt = ShardedOptimizer(model, OptimConfig(), world_size=2, rank=rank)
+        opt = ShardedOptimizer(model, optim_2025(), world_size=2, rank=rank)
         model(torch.randint(0, 512, (2, 32)), torch.randint(0, 512, (2, 32))).backward()
         for o in opt.optimizers:  # step without communication: just to create the state
             o.step()
@@ -109,7 +109,7 @@ def test_state_lives_only_on_owners_and_round_trips() -> None:
     # a one-rank optimizer takes the union: every parameter's state, from either old shard
     torch.manual_seed(0)
     model = build_model(cfg)
-    single = ShardedOptimizer(model, OptimConfig())
+    single = ShardedOptimizer(model, optim_2025())
     single.load_state_shards({**shards[0], **shards[1]})
     loaded = single.state_shard()
     assert set(loaded) == set(single.owners)
@@ -121,8 +121,8 @@ def test_state_lives_only_on_owners_and_round_trips() -> None:
 
 def test_params_and_grads_live_in_flat_buffers() -> None:
     torch.manual_seed(0)
-    model = build_model(GPTConfig.from_shape(model_shape(1, vocab_size=256, seq_len=16)))
-    opt = ShardedOptimizer(model, OptimConfig())
+    model = build_model(model_shape(1, vocab_size=256, seq_len=16))
+    opt = ShardedOptimizer(model, optim_2025())
     ptrs = {n: p.grad.data_ptr() for n, p in model.named_parameters()}
     for _ in range(2):  # two micro-steps accumulate in place
         model(torch.randint(0, 256, (1, 16)), torch.randint(0, 256, (1, 16))).backward()

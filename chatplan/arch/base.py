@@ -161,10 +161,13 @@ class Architecture(ABC):
                     window_pattern: str) -> ModelShape:
         """The shape once the dims are valid."""
 
-    def is_valid_depth(self, depth: int, aspect_ratio: int, head_dim: int, kv_heads: int | None = None) -> bool:
+    def is_valid_depth(self, depth: int, aspect_ratio: int | None = None, head_dim: int | None = None,
+                       kv_heads: int | None = None) -> bool:
+        aspect_ratio = self.defaults.aspect_ratio if aspect_ratio is None else aspect_ratio
+        head_dim = self.defaults.head_dim if head_dim is None else head_dim
         return depth >= 1 and self.shape_problem(*self.dims(depth, aspect_ratio, head_dim, kv_heads)) is None
 
-    def nearest_valid_depths(self, depth: int, aspect_ratio: int, head_dim: int,
+    def nearest_valid_depths(self, depth: int, aspect_ratio: int | None = None, head_dim: int | None = None,
                              kv_heads: int | None = None) -> tuple[int | None, int | None]:
         """The closest valid depths strictly below and above `depth` (None where there is none)."""
 

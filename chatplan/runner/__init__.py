@@ -83,21 +83,26 @@ def prepare_run(p: Plan, device: str, opts: RunOptions, catalog: Catalog) -> Pre
     par = p.parallelism
     launch = launch_commands(par.world_size, par.nodes, par.nproc_per_node, plan_path, run_dir,
                              rdzv_endpoint=opts.rdzv_endpoint, resume=opts.resume)
-    if opts.dry_run:
-        write_json_atomic(plan_path, doc)
-        return Prepared(p, run_dir, plan_path, launch, doc)
-    prepare.confirm_spend(p.time.cost_usd, opts.yes)
     typed = read_plan(doc)
     dataset = p.arch.dataset
-    checkpoints = CHECKPOINTS_KEPT * prepare.checkpoint_bytes(typed)
     sample = p.data_source == "sample" or opts.data == "sample"
     if sample:
-        prepare.preflight_disk(run_dir, checkpoints, f"{CHECKPOINTS_KEPT} checkpoints")
-        data_dir, tok_dir, validation = prepare.prepare_sample(run_dir, p.shape.vocab_size)
-        source = "sample"
+        from chatplan.data.sample import VALIDATION_SHARD as SAMPLE_VALIDATION
+
+        data_dir, tok_dir, source, validation = run_dir / "sample", run_dir / "tokenizer", "sample", SAMPLE_VALIDATION
     else:
         data_dir = Path(opts.data).expanduser().resolve() if opts.data else paths.data_dir(dataset.local_dir)
         tok_dir, source, validation = paths.tokenizer_dir(dataset.tokenizer_dir), "dataset", dataset.validation_shard
+    if opts.dry_run:  # bound to where the data and tokenizer will be (the tokenizer may not exist yet)
+        doc = bind(doc, prepare.binding(typed, run_dir, data_dir, source, tok_dir, validation, prepared=False))
+        write_json_atomic(plan_path, doc)
+        return Prepared(p, run_dir, plan_path, launch, doc)
+    prepare.confirm_spend(p.time.cost_usd, opts.yes)
+    checkpoints = CHECKPOINTS_KEPT * prepare.checkpoint_bytes(typed)
+    if sample:
+        prepare.preflight_disk(run_dir, checkpoints, f"{CHECKPOINTS_KEPT} checkpoints")
+        prepare.prepare_sample(run_dir, p.shape.vocab_size)
+    else:
         if device == "cuda":
             prepare.check_gpus(p.fleet.gpu.name, p.fleet.gpus_per_node, catalog)
         need = prepare.missing_data_bytes(typed, dataset, data_dir)

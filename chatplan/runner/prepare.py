@@ -101,15 +101,13 @@ def check_gpus(plan_gpu: str, nproc_per_node: int, catalog: Catalog) -> None:
                                 f"with --gpus {nproc_per_node}x<your GPU>")
 
 
-def prepare_sample(run_dir: Path, vocab_size: int) -> tuple[Path, Path, str]:
-    """The embedded sample corpus and a tokenizer trained on its train split, cached in the run dir:
-    (data dir, tokenizer dir, validation shard name)."""
+def prepare_sample(run_dir: Path, vocab_size: int) -> None:
+    """The embedded sample corpus (run_dir/sample) and a tokenizer trained on its train split
+    (run_dir/tokenizer), cached in the run dir."""
     from chatplan.data.sample import write_sample_corpus
 
     corpus = write_sample_corpus(run_dir / "sample")
-    tok_dir = run_dir / "tokenizer"
-    ensure_tokenizer(tok_dir, vocab_size, list(corpus.train_paths))
-    return corpus.dir, tok_dir, corpus.validation_path.name
+    ensure_tokenizer(run_dir / "tokenizer", vocab_size, list(corpus.train_paths))
 
 
 def ensure_tokenizer(tok_dir: Path, vocab_size: int, train_paths: list[Path]) -> None:
@@ -165,15 +163,20 @@ def prepare_dataset(doc: PlanDoc, dataset: Dataset, data_dir: Path, tok_dir: Pat
     ensure_tokenizer(tok_dir, doc.vocab_size, train_shard_paths(data_dir, dataset.validation_shard))
 
 
-def binding(doc: PlanDoc, out_dir: Path, data_dir: Path, source: str, tok_dir: Path, validation_shard: str) -> RunBinding:
-    """Where this run's data and tokenizer are, with the tokenizer's ranks hash the trainer will check."""
-    from chatplan.data.shards import train_shard_paths
+def binding(doc: PlanDoc, out_dir: Path, data_dir: Path, source: str, tok_dir: Path, validation_shard: str,
+            prepared: bool = True) -> RunBinding:
+    """Where this run's data and tokenizer are, with the tokenizer's ranks hash the trainer will check
+    (unknown before `prepared`, e.g. in a dry run whose tokenizer is trained later: then not checked)."""
     from chatplan.tokenizer import load_tokenizer
 
-    tok = load_tokenizer(tok_dir)
-    shards = len(train_shard_paths(data_dir, validation_shard)) if source == "sample" else doc.download_shards
+    sha = None
+    try:
+        sha = load_tokenizer(tok_dir).ranks_sha256
+    except InvalidInput:
+        if prepared:
+            raise
+    # the sample corpus: every shard present; a dataset: the shards the plan downloads
+    shards = 0 if source == "sample" else doc.download_shards
     return RunBinding(out_dir=str(out_dir.resolve()), data_dir=str(data_dir.resolve()), data_source=source,
                       train_shards=shards, validation_shard=validation_shard, tokenizer_dir=str(tok_dir.resolve()),
-                      ranks_sha256=tok.ranks_sha256)
-
-
+                      ranks_sha256=sha)
