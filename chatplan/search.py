@@ -121,6 +121,12 @@ def compare_fleets(
 FIT_BATCHES = tuple(2**i for i in range(9))  # 1 ... 256
 
 
+def fleet_count(spec: str | None) -> int:
+    """The GPU count of a COUNTxGPU spec (0 when it has none; parse_fleet gives the error)."""
+    head = (spec or "").lower().split("x", 1)[0].strip()
+    return int(head) if head.isdigit() else 0
+
+
 def fit_grid(request: PlanRequest, catalog: Catalog) -> dict:
     """Peak device memory of one model at every batch 1..256, on the given fleet or on one node of 8 of
     every GPU type. What fits is decided exactly as plan() decides it (same facts, same estimate)."""
@@ -139,7 +145,7 @@ def fit_grid(request: PlanRequest, catalog: Catalog) -> dict:
                              r.window_pattern)
     total = r.total_batch_size or arch.default_total_batch_size(shape)
     if request.gpus:
-        fleets = [parse_fleet(r.gpus, catalog, r.gpus_per_node, r.nodes)]  # type: ignore[arg-type]
+        fleets = [parse_fleet(r.gpus, catalog, max(1, fleet_count(r.gpus)))]  # one node: nodes do not matter
         header = f"on the given fleet {fleets[0].label}"
         sequences_per_rank(total, shape.sequence_len, fleets[0].num_gpus)  # refuses a batch that cannot divide
     else:

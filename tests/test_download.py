@@ -431,7 +431,11 @@ def test_cli_downloads_with_validation_shard_and_exit_3_lists_failures(tmp_path,
 
 def test_cli_plan_file_sets_the_count(tmp_path, files):
     plan = tmp_path / "plan.json"
-    plan.write_text(json.dumps({"data": {"download_shards": 2}}))
+    import chatplan
+
+    doc = chatplan.plan(depth=2).to_dict()
+    doc["data"]["download_shards"] = 2
+    plan.write_text(json.dumps(doc))
     with ShardServer(files) as srv:
         r = run_cli(CLI, "download", "--plan", plan, "--dir", tmp_path / "d", "--base-url", srv.url,
                     "--timeout", "0.5", "--backoff", "0.02", "--backoff-max", "0.1")

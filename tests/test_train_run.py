@@ -114,7 +114,7 @@ def test_refuses_bad_plans_and_flags(corpus: dict) -> None:
     assert "params.total" in refuse(corpus, {**plan, "params": {**plan["params"], "total": 1}})
     assert "flops_per_token" in refuse(corpus, {**plan, "flops_per_token": plan["flops_per_token"] + 1})
     assert "model.mlp_hidden" in refuse(corpus, {**plan, "model": {**plan["model"], "mlp_hidden": 7}})
-    assert "sha256" in refuse(corpus, {**plan, "tokenizer": {**plan["tokenizer"], "ranks_sha256": "0" * 64}})
+    assert "sha256" in refuse(corpus, {**plan, "run": {**plan["run"], "ranks_sha256": "0" * 64}})
     other_vocab = cpu_plan(2, vocab_size=2 * VOCAB, seq_len=64, device_batch_size=4, data_dir=corpus["data"],
                            tokenizer_dir=corpus["tokenizer"])
     assert "4,096 tokens" in refuse(corpus, other_vocab)

@@ -12,7 +12,8 @@ from chatplan.errors import EXIT_REQUIREMENT, AlreadyReported
 from chatplan.request import PlanRequest
 
 
-@plan_options()
+# the data plan (shards, characters) is not something `check` gates on: its options are not offered
+@plan_options("model", "horizon", "fleet", "precision", "money", "eval", files=("gpu_catalog", "calibration"))
 def check(
     request: PlanRequest,
     edge: Edge,

@@ -12,7 +12,9 @@ from chatplan.request import PlanRequest
 from chatplan.search import DEFAULT_COUNTS
 
 
-@plan_options(exclude=("gpus", "nodes"))
+# rows show fleet, batch, time and cost: the data plan's options would change nothing shown
+@plan_options("model", "horizon", "fleet", "precision", "money", "eval", exclude=("gpus", "nodes"),
+              files=("gpu_catalog", "calibration"))
 def compare(
     request: PlanRequest,
     edge: Edge,

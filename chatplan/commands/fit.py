@@ -7,7 +7,8 @@ from chatplan.request import PlanRequest
 
 # fit shows memory only: the model, the fleet's shape, the total batch and the precision decide it
 FIT_GROUPS = ("model", "fleet", "precision")
-FIT_EXCLUDE = ("device_batch_size", "inter_node_gbps")
+# memory per GPU does not depend on how the GPUs are grouped into nodes, nor on the link between them
+FIT_EXCLUDE = ("device_batch_size", "inter_node_gbps", "gpus_per_node", "nodes")
 
 
 @plan_options(*FIT_GROUPS, extra=("total_batch_size",), exclude=FIT_EXCLUDE, files=("gpu_catalog",))

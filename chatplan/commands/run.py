@@ -58,7 +58,8 @@ def run(
     if dry_run:
         sys.stdout.write(f"\nplan written to {prep.plan_path}\n")
         for r in range(prep.launch.nodes):
-            sys.stdout.write(f"node {r}: {prep.launch.shell(r)}\n")
+            here = " (this node)" if r == node_rank and prep.launch.nodes > 1 else ""
+            sys.stdout.write(f"node {r}{here}: {prep.launch.shell(r)}\n")
         return
     launch_and_wait(prep, node_rank)
     if node_rank != 0:
