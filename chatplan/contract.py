@@ -94,6 +94,7 @@ def plan_document(p: Plan) -> dict[str, Any]:
             "price_per_gpu_hour": p.time.price_per_gpu_hour,
         },
         "warnings": list(p.warnings),
+        "notes": list(p.notes),
     }
 
 

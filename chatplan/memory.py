@@ -138,19 +138,29 @@ def fit_verdict(device_gib: float, capacity_gib: float) -> str:
     return "tight" if device_gib > capacity_gib * (1 - FIT_MARGIN_FRACTION) else "fits"
 
 
-def choose_device_batch(facts: ModelFacts, sequences_per_rank: int, capacity_gib: float) -> MemoryEstimate | None:
-    """The largest power-of-two per-GPU batch that is not `oom`, or None when even batch 1 is.
+def largest_fitting_batch(facts: ModelFacts, capacity_gib: float) -> int:
+    """The largest per-GPU batch (any integer) whose device figure stays within capacity; 0 if none.
 
     The OOM test ignores the allocator cache (it is released before an OOM), so the device figure
-    is linear in the batch: solve for the largest batch, then confirm with the full estimate.
+    is linear in the batch: solve for it in closed form.
     """
     _, _, _, backward_1, optimizer, _, context = _peaks(facts, 1, capacity_gib)
     t = facts.memory
     per_sequence = facts.shape.sequence_len * (t.activation_bytes_per_token + t.loss_bytes_per_token)
     room = capacity_gib * GIB - context - (backward_1 - per_sequence)
     if optimizer + context > capacity_gib * GIB or room < per_sequence:
+        return 0
+    return int(room // per_sequence)
+
+
+def choose_device_batch(facts: ModelFacts, sequences_per_rank: int, capacity_gib: float) -> MemoryEstimate | None:
+    """The largest power-of-two per-GPU batch that is not `oom`, or None when even batch 1 is.
+
+    Solve for the largest batch in closed form, then confirm with the full estimate.
+    """
+    largest = largest_fitting_batch(facts, capacity_gib)
+    if largest < 1:
         return None
-    largest = int(room // per_sequence)
     for batch in reversed(batch_candidates(sequences_per_rank)):
         if batch <= largest:
             est = estimate_memory(facts, batch, sequences_per_rank // batch, capacity_gib)

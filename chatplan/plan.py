@@ -17,7 +17,7 @@ from chatplan.dataplan import DataPlan, data_plan
 from chatplan.errors import InvalidInput, RequirementFailed
 from chatplan.facts import model_facts
 from chatplan.horizon import Horizon, training_horizon
-from chatplan.memory import MemoryEstimate, choose_device_batch, estimate_memory
+from chatplan.memory import MemoryEstimate, choose_device_batch, estimate_memory, largest_fitting_batch
 from chatplan.precision import Precision, decide_precision
 from chatplan.request import PlanRequest, Tier, resolve
 from chatplan.timing import StepTime, TimeCost, predict_step, time_and_cost
@@ -73,6 +73,7 @@ class Plan:
     optimizer: dict
     calibration: Calibrated
     warnings: tuple[str, ...] = field(default=())
+    notes: tuple[str, ...] = field(default=())  # facts worth knowing that are not problems
     budget: BudgetChoice | None = None  # set when --budget chose the depth
 
     @property
@@ -141,6 +142,7 @@ def plan_one(request: PlanRequest, catalog: Catalog, calibration: Calibration | 
                                  compute_capability=gpu.compute_capability, fp8=r.fp8, compile=r.compile)
     facts = model_facts(arch, shape, world, precision)
     warnings: list[str] = []
+    notes: list[str] = []
     capacity = fleet.rank_capacity_gib
 
     if r.device_batch_size is not None:
@@ -161,6 +163,11 @@ def plan_one(request: PlanRequest, catalog: Catalog, calibration: Calibration | 
                 f"context (--seq-len), or a smaller depth")
         memory = chosen
         device_batch_source = "auto"
+        fits = largest_fitting_batch(facts, capacity)
+        if fits > memory.device_batch_size and memory.device_batch_size == seqs:
+            notes.append(f"device batch {memory.device_batch_size}: a batch of up to {fits} would fit in memory, but "
+                         f"the total batch of {total_batch:,} tokens is only {seqs} sequences per GPU "
+                         f"({shape.sequence_len:,} tokens each on {world} GPUs); a larger one would not divide it")
     parallelism = Parallelism(world, fleet.nodes, fleet.gpus_per_node, memory.device_batch_size,
                               memory.grad_accum_steps, device_batch_source)
 
@@ -182,13 +189,18 @@ def plan_one(request: PlanRequest, catalog: Catalog, calibration: Calibration | 
                      shape.n_layer if reference else None)
     if data.warning:
         warnings.append(data.warning)
+    if precision.attention_kernel == "sdpa-dense-mask" and shape.window_pattern != "L":
+        warnings.append(f"{gpu.name} has no windowed flash kernel in nanochat (FA3 is Hopper-only): SDPA needs a "
+                        f"dense {shape.sequence_len:,} x {shape.sequence_len:,} mask for the short windows and "
+                        "computes every score (slow); --window-pattern L trains at full attention instead")
+    notes.extend(arch.plan_notes(shape, world))
     return Plan(
         request=r, arch=arch, tier=tier, shape=shape, params=counts, flops_per_token=fpt, horizon=horizon,
         total_batch_source=batch_source, fleet=fleet, parallelism=parallelism, precision=precision,
         memory=memory, step=step, time=time, data=data,
         data_source=tier.data_source if tier is not None else "dataset",
         optimizer=arch.optimizer_settings(shape, total_batch, horizon.steps),
-        calibration=calibrated, warnings=tuple(warnings),
+        calibration=calibrated, warnings=tuple(warnings), notes=tuple(notes),
     )
 
 

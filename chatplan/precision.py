@@ -89,12 +89,21 @@ def decide_precision(arch_name: str, device_type: str, *, fp8_supported: bool, c
         autocast=bf16 and late_2025,
         fused_loss=not cuda,
         compile=cuda if compile is None else bool(compile),
-        attention_kernel=attention_kernel(arch_name, device_type),
+        attention_kernel=attention_kernel(arch_name, device_type, compute_capability),
     )
 
 
-def attention_kernel(arch_name: str, device_type: str) -> str:
-    """Full causal attention is torch's SDPA (flash on CUDA); sliding windows need a windowed kernel."""
+def attention_kernel(arch_name: str, device_type: str, compute_capability: float | None = None) -> str:
+    """Which attention kernel the plan's run uses (the time and memory models read it).
+
+    Late 2025: full causal attention through torch's SDPA (flash kernels on CUDA). 2026 (sliding
+    windows): on Hopper (SM 9.x) a windowed flash kernel that skips what the window masks (nanochat's
+    FA3; chatplan's trainer runs torch's block-sparse FlexAttention there); on other GPUs nanochat falls
+    back to SDPA with a dense T x T mask, which computes every score; on the CPU, SDPA with a mask.
+    """
     if arch_name == "nanochat-2025":
         return "sdpa-causal"
-    return "flex-attention" if device_type == "cuda" else "sdpa-masked"
+    if device_type != "cuda":
+        return "sdpa-masked"
+    hopper = compute_capability is not None and 9.0 <= compute_capability < 10.0
+    return "flash-windowed" if hopper else "sdpa-dense-mask"

@@ -99,6 +99,10 @@ def plan_sections(p: Plan) -> list[Section]:
          if par.batch_source == "auto" else f"{par.device_batch_size} (user)"),
         ("grad accumulation", f"{par.grad_accum_steps}"),
     ]))
+    if p.optimizer.get("facts"):
+        sections.append(("Optimizer (as nanochat prints it)", [
+            (key.replace("_line", "").replace("_", " "), value) for key, value in p.optimizer["facts"].items()
+            if key.endswith("_line") or key == "wardown" or key == "warmdown"]))
     sections.append(("Memory per GPU (most-loaded rank)", [
         ("weights", gib(m.weights)),
         ("gradients (full on every rank)", gib(m.gradients)),
@@ -147,7 +151,8 @@ def plan_sections(p: Plan) -> list[Section]:
     return sections
 
 
-def render_sections(sections: Sequence[Section], fmt: str, title: str, warnings: Sequence[str] = ()) -> None:
+def render_sections(sections: Sequence[Section], fmt: str, title: str, warnings: Sequence[str] = (),
+                    notes: Sequence[str] = ()) -> None:
     if fmt == "rich":
         from rich.console import Console
         from rich.table import Table
@@ -161,6 +166,8 @@ def render_sections(sections: Sequence[Section], fmt: str, title: str, warnings:
                 table.add_row(f"  {label}", value, end_section=(j == len(rows) - 1 and i < len(sections) - 1))
         console = Console()
         console.print(table)
+        for n in notes:
+            console.print(f"[bold]note:[/bold] {n}")
         for w in warnings:
             console.print(f"[bold yellow]warning:[/bold yellow] {w}")
         return
@@ -172,6 +179,7 @@ def render_sections(sections: Sequence[Section], fmt: str, title: str, warnings:
         out.append(f"## {name}" if fmt == "markdown" else f"[{name}]")
         out.append(tabulate(rows, headers=["item", "value"] if fmt == "markdown" else (), tablefmt=tablefmt))
         out.append("")
+    out.extend(f"note: {n}" for n in notes)
     out.extend(f"warning: {w}" for w in warnings)
     sys.stdout.write("\n".join(out).rstrip() + "\n")
 

@@ -109,6 +109,10 @@ TIERS: dict[str, Tier] = {
     "100": Tier("100", "nanochat-2025", 20, "8xH100", 100.0, 4.0),
     "300": Tier("300", "nanochat-2025", 26, "8xH100", 300.0, 12.0),
     "1000": Tier("1000", "nanochat-2025", 32, "8xH100", 1000.0, 41.6),
+    # nanochat's current GPT-2-grade recipe (runs/speedrun.sh): d24 in fp8 at ratio 8; README: "~$48
+    # (~2 hours of 8XH100 GPU node)" end to end. The device batch is chosen automatically.
+    "speedrun": Tier("speedrun", "nanochat-2026", 24, "8xH100", 48.0, 2.0,
+                     defaults=(("fp8", True), ("data_ratio", 8.0)), note="GPT-2 grade, runs/speedrun.sh"),
     "tiny": Tier("tiny", None, 2, "1xCPU", 0.0, 0.0,
                  overrides=(("seq_len", 256), ("vocab_size", 8_192), ("device_batch_size", 8), ("eval_every", 25),
                             ("compile", False)),
@@ -147,7 +151,8 @@ def apply_tier(request: PlanRequest) -> tuple[PlanRequest, Tier | None]:
                                "use --depth for a custom model")
         changes[name] = value
     for name, value in tier.defaults:
-        if getattr(request, name) is None:
+        field_default = next(f.default for f in fields(PlanRequest) if f.name == name)
+        if getattr(request, name) in (None, field_default):
             changes[name] = value
     return replace(request, **changes), tier
 

@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from chatplan.arch.base import Architecture, ModelShape, ParamCounts
 from chatplan.arch.nanochat_2025 import NANOCHAT_2025
+from chatplan.arch.nanochat_2026 import NANOCHAT_2026
 from chatplan.errors import InvalidInput
 
-ARCHITECTURES: dict[str, Architecture] = {a.name: a for a in (NANOCHAT_2025,)}
+ARCHITECTURES: dict[str, Architecture] = {a.name: a for a in (NANOCHAT_2025, NANOCHAT_2026)}
 DEFAULT_ARCH = NANOCHAT_2025.name
 
 

@@ -158,8 +158,9 @@ class Architecture(ABC):
 
     @abstractmethod
     def build_shape(self, depth: int, n_embd: int, n_head: int, n_kv_head: int, vocab_size: int, seq_len: int,
-                    window_pattern: str) -> ModelShape:
-        """The shape once the dims are valid."""
+                    window_pattern: str, aspect_ratio: int) -> ModelShape:
+        """The shape once the dims are valid (the aspect ratio is recorded: widths are rounded, so it
+        cannot be read back from them, and 2026's batch rule rebuilds a d12 with it)."""
 
     def is_valid_depth(self, depth: int, aspect_ratio: int | None = None, head_dim: int | None = None,
                        kv_heads: int | None = None) -> bool:
@@ -202,7 +203,7 @@ class Architecture(ABC):
             below, above = self.nearest_valid_depths(depth, aspect_ratio, head_dim, kv_heads)
             near = " and ".join(str(x) for x in (below, above) if x is not None) or "none"
             raise InvalidInput(f"depth {depth} is invalid: {problem}; nearest valid depths: {near}")
-        return self.build_shape(depth, n_embd, n_head, n_kv_head, vocab_size, seq_len, window_pattern)
+        return self.build_shape(depth, n_embd, n_head, n_kv_head, vocab_size, seq_len, window_pattern, aspect_ratio)
 
     # --- parameters and FLOPs ------------------------------------------------------------------------
     @abstractmethod
@@ -230,6 +231,10 @@ class Architecture(ABC):
     @abstractmethod
     def optimizer_settings(self, shape: ModelShape, total_batch_size: int, steps: int) -> dict:
         """The optimizer recipe of this generation, already scaled for width and batch (plan.json)."""
+
+    def plan_notes(self, shape: ModelShape, world_size: int) -> list[str]:
+        """What a user of this generation should know about a plan (shown with it)."""
+        return []
 
     def check_world_size(self, shape: ModelShape, world_size: int) -> str | None:
         """Why a world size cannot train this shape (a rule of the optimizer's sharding), or None."""

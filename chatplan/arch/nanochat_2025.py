@@ -176,7 +176,7 @@ class Nanochat2025(Architecture):
         return None
 
     def build_shape(self, depth: int, n_embd: int, n_head: int, n_kv_head: int, vocab_size: int, seq_len: int,
-                    window_pattern: str) -> ModelShape:
+                    window_pattern: str, aspect_ratio: int) -> ModelShape:
         from chatplan.errors import InvalidInput
 
         if window_pattern.upper() != "L":
@@ -185,7 +185,7 @@ class Nanochat2025(Architecture):
         return ModelShape(arch=self.name, n_layer=depth, n_embd=n_embd, n_head=n_head, n_kv_head=n_kv_head,
                           head_dim=n_embd // n_head, vocab_size=vocab_size, padded_vocab_size=vocab_size,
                           sequence_len=seq_len, mlp_hidden=4 * n_embd, window_sizes=(seq_len,) * depth,
-                          value_embed_layers=(), aspect_ratio=n_embd // depth, window_pattern="L")
+                          value_embed_layers=(), aspect_ratio=aspect_ratio, window_pattern="L")
 
     def param_shapes(self, shape: ModelShape) -> dict[str, tuple[int, ...]]:
         shapes: dict[str, tuple[int, ...]] = {"transformer.wte.weight": (shape.padded_vocab_size, shape.n_embd)}

@@ -20,10 +20,12 @@ operation order, so that Python's round-half-to-even and the printed digits come
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 
-from chatplan.arch.base import Architecture, Dataset, Defaults, ModelShape, ParamCounts
+from chatplan.arch import nanochat_2026_terms as terms
+from chatplan.arch.base import Architecture, Dataset, Defaults, MemoryTerms, ModelShape, ParamCounts, StepTerms
 from chatplan.errors import InvalidInput
+from chatplan.precision import Precision
 
 # --- constants of nanochat at 92d63d4 (SPEC-2026 section in brackets) ---------------------------------
 VOCAB_PAD_MULTIPLE = 64  # GPT(pad_vocab_size_to=64) (§1)
@@ -260,40 +262,16 @@ class Nanochat2026(Architecture):
         return None
 
     def build_shape(self, depth: int, n_embd: int, n_head: int, n_kv_head: int, vocab_size: int, seq_len: int,
-                    window_pattern: str, aspect_ratio: int | None = None) -> ModelShape:
-        """`aspect_ratio` is recorded in the shape (the d12 reference of §6 is built with it); when it is
-        not given it is inferred from the width (`infer_aspect_ratio`). `model_shape` always passes it."""
+                    window_pattern: str, aspect_ratio: int) -> ModelShape:
         if seq_len < 2:
             # forward() asserts T > 1 in training (the smear mixes position t-1 into t)
             raise InvalidInput(f"sequence length {seq_len} is too short: {self.name} trains on T > 1")
         pattern = normalize_window_pattern(window_pattern)
-        head_dim = n_embd // n_head
-        if aspect_ratio is None:
-            aspect_ratio = self.infer_aspect_ratio(depth, n_embd, head_dim)
         return ModelShape(
             arch=self.name, n_layer=depth, n_embd=n_embd, n_head=n_head, n_kv_head=n_kv_head,
-            head_dim=head_dim, vocab_size=vocab_size, padded_vocab_size=padded_vocab_size(vocab_size),
+            head_dim=n_embd // n_head, vocab_size=vocab_size, padded_vocab_size=padded_vocab_size(vocab_size),
             sequence_len=seq_len, mlp_hidden=4 * n_embd, window_sizes=window_sizes(depth, seq_len, pattern),
             value_embed_layers=value_embed_layers(depth), aspect_ratio=aspect_ratio, window_pattern=pattern)
-
-    def model_shape(self, depth: int, aspect_ratio: int | None = None, head_dim: int | None = None,
-                    kv_heads: int | None = None, vocab_size: int | None = None, seq_len: int | None = None,
-                    window_pattern: str | None = None) -> ModelShape:
-        """The base class's validated shape, with the aspect ratio the user gave recorded exactly
-        (base.build_shape's signature does not carry it, and widths are rounded, so it cannot be read back)."""
-        shape = super().model_shape(depth, aspect_ratio, head_dim, kv_heads, vocab_size, seq_len, window_pattern)
-        return replace(shape, aspect_ratio=self.defaults.aspect_ratio if aspect_ratio is None else aspect_ratio)
-
-    def infer_aspect_ratio(self, depth: int, n_embd: int, head_dim: int) -> int:
-        """An --aspect-ratio that gives this width: several can (d = ceil(L·a/hd)·hd), and they can differ
-        at d12. The default when it reproduces the width; else d / L when exact (nothing was rounded);
-        else the largest consistent one (the least rounding)."""
-        if self.dims(depth, self.defaults.aspect_ratio, head_dim, None)[0] == n_embd:
-            return self.defaults.aspect_ratio
-        if n_embd % depth == 0:
-            return n_embd // depth
-        candidates = [a for a in range(1, n_embd + 1) if self.dims(depth, a, head_dim, None)[0] == n_embd]
-        return max(candidates) if candidates else max(1, n_embd // depth)
 
     # --- parameters and FLOPs (§2, §4) ---------------------------------------------------------------
     def param_shapes(self, shape: ModelShape) -> dict[str, tuple[int, ...]]:
@@ -475,6 +453,19 @@ class Nanochat2026(Architecture):
             "dmodel_lr_scale_line": f"Scaling the LR for the AdamW parameters ∝1/√({shape.n_embd}/768) = {dm:.6f}",
             "warmdown": f"{warmdown:,} steps starting at step {steps - warmdown:,} of {steps:,}",
         }
+
+    def plan_notes(self, shape: ModelShape, world_size: int) -> list[str]:
+        return ["nanochat itself resumes a checkpoint only on the same world size (its optimizer files are "
+                "per rank); chatplan's trainer re-shards them"]
+
+    # --- the terms of the generic memory and time models (nanochat_2026_terms.py) -------------------
+    def memory_terms(self, shape: ModelShape, world_size: int, precision: Precision) -> MemoryTerms:
+        return terms.memory_terms(self.param_shapes(shape), shape, world_size, precision, is_muon_tensor,
+                                  is_linear_weight)
+
+    def step_terms(self, shape: ModelShape, world_size: int, precision: Precision) -> StepTerms:
+        return terms.step_terms(self.param_shapes(shape), shape, world_size, precision, is_muon_tensor,
+                                is_linear_weight, self.attention_flops_per_token(shape))
 
     def check_world_size(self, shape: ModelShape, world_size: int) -> str | None:
         """MuonAdamW reduce-scatters every AdamW tensor of >= 1,024 elements along dim 0 and asserts

@@ -40,7 +40,7 @@ def estimate(
     else:
         from chatplan.render import plan_sections, render_sections
 
-        render_sections(plan_sections(p), fmt, f"chatplan: d{p.depth} on {p.fleet.label}", p.warnings)
+        render_sections(plan_sections(p), fmt, f"chatplan: d{p.depth} on {p.fleet.label}", p.warnings, p.notes)
     if strict and p.memory.verdict == "oom":
         raise ChatplanError(f"device batch size {p.parallelism.device_batch_size} is predicted oom "
                             f"({p.memory.peak_device_gib:.1f} GiB > {p.memory.capacity_gib:.2f} GiB)",

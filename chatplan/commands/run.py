@@ -53,7 +53,7 @@ def run(
     catalog = edge.catalog()
     p = plan(request, catalog=catalog, calibration=edge.load_calibration(must_exist=False))
     fmt = "rich" if sys.stdout.isatty() else "plain"
-    render_sections(plan_sections(p), fmt, f"chatplan run: d{p.depth} on {p.fleet.label}", p.warnings)
+    render_sections(plan_sections(p), fmt, f"chatplan run: d{p.depth} on {p.fleet.label}", p.warnings, p.notes)
     prep = prepare_run(p, device, opts, catalog)
     if dry_run:
         sys.stdout.write(f"\nplan written to {prep.plan_path}\n")
