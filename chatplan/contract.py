@@ -308,7 +308,8 @@ def read_plan(doc: Any) -> PlanDoc:
         device_type=device_type, gpu=_str(doc, "device.gpu"), precision=precision, optimizer=optimizer,
         eval_every=_int(doc, "eval.every", 0), eval_tokens=_int(doc, "eval.tokens"),
         vocab_size=_int(doc, "tokenizer.vocab_size"), data_source=_str(doc, "data.source", ("dataset", "sample")),
-        download_shards=_int(doc, "data.download_shards", 0), train_shards_needed=_int(doc, "data.train_shards_needed", 0),
+        download_shards=_int(doc, "data.download_shards", 0),
+        train_shards_needed=_int(doc, "data.train_shards_needed", 0),
         validation_shard=_str(doc, "data.validation_shard"), predictions=predictions, resident_bytes=memory,
         run=_read_run(doc) if "run" in doc else None,
     )

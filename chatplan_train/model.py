@@ -7,13 +7,15 @@
 - final norm -> lm_head -> soft-cap 15*tanh(z/15) -> cross-entropy in fp32
 - no biases, no dropout, no learnable norm weights
 
-Parameter names are exactly the architecture's `param_shapes` (chatplan/arch/nanochat_2025.py, nanochat's names): the planner's parameter
+Parameter names are exactly the architecture's `param_shapes` (chatplan/arch/nanochat_2025.py, nanochat's
+names): the planner's parameter
 counts and optimizer-state ownership describe this module tensor for tensor.
 """
 
 from __future__ import annotations
 
 import math
+
 import torch
 import torch.nn as nn
 import torch.nn.functional as F

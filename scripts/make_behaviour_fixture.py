@@ -17,9 +17,10 @@ import itertools
 import json
 import sys
 
+from chatplan.shape import is_valid_depth
+
 import chatplan
 from chatplan.errors import ChatplanError
-from chatplan.shape import is_valid_depth
 
 
 def cases() -> list[dict]:

@@ -8,9 +8,9 @@ import pytest
 
 import chatplan
 from chatplan.catalog import builtin_catalog
+from chatplan.errors import RequirementFailed
 from chatplan.request import PlanRequest
 from chatplan.search import compare_fleets
-from chatplan.errors import RequirementFailed
 
 
 def run(*args):
@@ -76,8 +76,8 @@ def test_check_exit_2_on_bad_input():
 
 # --- compare ------------------------------------------------------------------------------------------------
 def test_compare_rows_equal_plan_field_by_field():
-    rows = compare_fleets(PlanRequest(depth=32), builtin_catalog(), by="cost", gpu_names=["H100", "A100-40GB", "RTX-4090"],
-                          counts=(1, 8, 16))
+    rows = compare_fleets(PlanRequest(depth=32), builtin_catalog(), by="cost",
+                          gpu_names=["H100", "A100-40GB", "RTX-4090"], counts=(1, 8, 16))
     runnable = [r for r in rows if r.plan is not None]
     for row in runnable:
         assert row.plan.to_dict() == chatplan.plan(depth=32, gpus=row.fleet).to_dict()

@@ -40,11 +40,13 @@ def value_for(option: str, tmp: Path) -> list[str]:
     tokenizer.mkdir(exist_ok=True)
     (tokenizer / "eval.json").write_text(json.dumps({"chars_per_token": 3.3}))
     table = {
-        "--arch": ["--arch", "nanochat-1999"], "--depth": ["--depth", "14"], "--tier": ["--tier", "300"],
-        "--aspect-ratio": ["--aspect-ratio", "128"], "--head-dim": ["--head-dim", "64"], "--kv-heads": ["--kv-heads", "2"],
+        "--arch": ["--arch", "nanochat-2026"], "--depth": ["--depth", "14"], "--tier": ["--tier", "300"],
+        "--aspect-ratio": ["--aspect-ratio", "128"], "--head-dim": ["--head-dim", "64"],
+        "--kv-heads": ["--kv-heads", "2"],
         "--vocab-size": ["--vocab-size", "32768"], "--seq-len": ["--seq-len", "1024"],
         "--window-pattern": ["--window-pattern", "SSSL"], "--total-batch-size": ["--total-batch-size", "1048576"],
-        "--data-ratio": ["--data-ratio", "10"], "--target-flops": ["--target-flops", "1e19"], "--steps": ["--steps", "7"],
+        "--data-ratio": ["--data-ratio", "10"], "--target-flops": ["--target-flops", "1e19"],
+        "--steps": ["--steps", "7"],
         "--gpus": ["--gpus", "1xH100"], "--gpus-per-node": ["--gpus-per-node", "4"], "--nodes": ["--nodes", "2"],
         "--device-batch-size": ["--device-batch-size", "8"], "--inter-node-gbps": ["--inter-node-gbps", "100"],
         "--fp8": ["--fp8"], "--compile": ["--no-compile"], "--budget": ["--budget", "100"], "--mfu": ["--mfu", "0.3"],
@@ -52,7 +54,8 @@ def value_for(option: str, tmp: Path) -> list[str]:
         "--chars-per-shard": ["--chars-per-shard", "1e8"], "--eval-every": ["--eval-every", "100"],
         "--eval-tokens": ["--eval-tokens", "1048576"], "--gpu-catalog": ["--gpu-catalog", str(catalog)],
         "--calibration": ["--calibration", str(calibration)], "--tokenizer": ["--tokenizer", str(tokenizer)],
-        "--json": [], "--format": ["--format", "markdown"], "--save-plan": ["--save-plan", str(tmp.parent / "w" / "saved.json")],
+        "--json": [], "--format": ["--format", "markdown"],
+        "--save-plan": ["--save-plan", str(tmp.parent / "w" / "saved.json")],
         "--strict": ["--strict", "--device-batch-size", "256"], "--max-cost": ["--max-cost", "1"],
         "--max-hours": ["--max-hours", "0.01"], "--max-gpu-memory-frac": ["--max-gpu-memory-frac", "0.01"],
         "--min-headroom-gib": ["--min-headroom-gib", "79"], "--by": ["--by", "time"],

@@ -8,15 +8,14 @@ import pytest
 import torch
 
 from chatplan_train.model import build_model
-from tests.helpers import model_shape, optim_2025
 from chatplan_train.optim import (
     Muon,
-    OptimConfig,
     ShardedOptimizer,
     lr_multiplier,
     muon_momentum,
     zeropower_via_newtonschulz,
 )
+from tests.helpers import model_shape, optim_2025
 
 NS = (3.4445, -4.7750, 2.0315)
 

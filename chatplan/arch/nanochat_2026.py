@@ -87,6 +87,8 @@ CLIMBMIX = Dataset(
     # runs/speedrun.sh: `dataset -n 8` for the tokenizer, then `dataset -n 170` (shards 0-169, the
     # first 8 included, plus the validation shard) for the d24 run
     published_downloads=((24, 170),),
+    local_dir="base_data_climbmix",  # nanochat's $NANOCHAT_BASE_DIR/base_data_climbmix
+    tokenizer_dir="tokenizer_climbmix",  # the 32,768-token tokenizer trained on ClimbMix (§11)
 )
 
 

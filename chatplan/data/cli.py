@@ -14,29 +14,32 @@ import typer
 
 from chatplan import paths
 from chatplan.data import download as dl
-from chatplan.dataplan import DATASET_BASE_URL, MAX_TRAIN_SHARDS, VALIDATION_SHARD, VALIDATION_SHARD_INDEX
 from chatplan.errors import InvalidInput, RuntimeFailure
 
-app = typer.Typer(help="Fetch FineWeb-Edu shards, or write the offline sample corpus.",
+app = typer.Typer(help="Fetch the pretraining shards (FineWeb-Edu or ClimbMix), or write the offline sample corpus.",
                   no_args_is_help=True, add_completion=False)
 
 
-def _check_count(n: object, source: str) -> int:
-    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= MAX_TRAIN_SHARDS:
-        raise InvalidInput(f"{source} gives {n!r} training shards; valid counts are 1..{MAX_TRAIN_SHARDS:,} "
-                           f"(the validation shard {VALIDATION_SHARD} is always added)")
+def _check_count(n: object, source: str, dataset) -> int:
+    if isinstance(n, bool) or not isinstance(n, int) or not 1 <= n <= dataset.num_train_shards:
+        raise InvalidInput(f"{source} gives {n!r} training shards; valid counts are 1..{dataset.num_train_shards:,} "
+                           f"(the validation shard {dataset.validation_shard} is always added)")
     return n
 
 
-def shard_count(shards: int | None, for_depth: int | None, tier: str | None, plan_file: Path | None) -> int:
+def shard_count(shards: int | None, for_depth: int | None, tier: str | None, plan_file: Path | None,
+                arch: str | None = None) -> int:
     """The number of training shards to fetch, from exactly one of the four ways to ask."""
+    from chatplan.arch import get_arch
+
+    dataset = get_arch(arch).dataset
     given = [flag for flag, v in (("--shards", shards), ("--for-depth", for_depth), ("--tier", tier),
                                   ("--plan", plan_file)) if v is not None]
     if len(given) != 1:
-        raise InvalidInput("give exactly one of --shards N, --for-depth D, --tier 100|300|1000, --plan FILE"
+        raise InvalidInput("give exactly one of --shards N, --for-depth D, --tier 100|300|1000|speedrun, --plan FILE"
                            + (f" (got {' and '.join(given)})" if given else ""))
     if shards is not None:
-        return _check_count(shards, f"--shards {shards}")
+        return _check_count(shards, f"--shards {shards}", dataset)
     if tier is not None:
         from chatplan.request import get_tier
 
@@ -46,12 +49,12 @@ def shard_count(shards: int | None, for_depth: int | None, tier: str | None, pla
     if plan_file is not None:
         from chatplan.contract import load_plan
 
-        return _check_count(load_plan(plan_file).download_shards, f"plan {plan_file}")
+        return _check_count(load_plan(plan_file).download_shards, f"plan {plan_file}", dataset)
     from chatplan.plan import plan  # only now: the planner is not needed for --shards
 
-    p = plan(depth=for_depth) if for_depth is not None else plan(tier=tier)
+    p = plan(depth=for_depth, arch=arch) if for_depth is not None else plan(tier=tier, arch=arch)
     what = f"--for-depth {for_depth}" if for_depth is not None else f"--tier {tier}"
-    return _check_count(p.data.download_shards, f"the plan for {what}")
+    return _check_count(p.data.download_shards, f"the plan for {what}", dataset)
 
 
 def _human_bytes(n: float) -> str:
@@ -64,9 +67,8 @@ def _human_bytes(n: float) -> str:
 
 ShardsOpt = Annotated[int | None, typer.Option("--shards", help="Training shards 0..N-1 to fetch.")]
 DepthOpt = Annotated[int | None, typer.Option("--for-depth", help="The planner's count for depth D.")]
-TierOpt = Annotated[str | None, typer.Option("--tier", help="The planner's count for tier 100|300|1000.")]
+TierOpt = Annotated[str | None, typer.Option("--tier", help="The planner's count for tier 100|300|1000|speedrun.")]
 PlanOpt = Annotated[Path | None, typer.Option("--plan", help="data.download_shards of a plan JSON.")]
-UrlOpt = Annotated[str, typer.Option("--base-url", help="Dataset URL: files are <url>/shard_NNNNN.parquet.")]
 ProgressOpt = Annotated[bool, typer.Option("--progress/--no-progress", help="Progress bars on stderr.")]
 
 
@@ -76,9 +78,12 @@ def download(
     for_depth: DepthOpt = None,
     tier: TierOpt = None,
     plan_file: PlanOpt = None,
-    dir: Annotated[Path | None, typer.Option("--dir", help="Where shards go (default: $CHATPLAN_HOME/base_data).")]
-    = None,
-    base_url: UrlOpt = DATASET_BASE_URL,
+    arch: Annotated[str | None, typer.Option("--arch", help="Whose corpus: nanochat-2025 (FineWeb-Edu, default) or "
+                                                            "nanochat-2026 (ClimbMix).")] = None,
+    dir: Annotated[Path | None, typer.Option("--dir", help="Where shards go (default: $CHATPLAN_HOME/<the "
+                                                           "corpus's folder>).")] = None,
+    base_url: Annotated[str | None, typer.Option("--base-url", help="Dataset URL: files are "
+                                                                    "<url>/shard_NNNNN.parquet.")] = None,
     workers: Annotated[int, typer.Option("--workers", help="Parallel downloads.")] = dl.DEFAULT_WORKERS,
     timeout: Annotated[float, typer.Option("--timeout", help="Seconds without progress before a retry.")]
     = dl.DEFAULT_TIMEOUT,
@@ -92,10 +97,22 @@ def download(
     progress: ProgressOpt = True,
 ) -> None:
     """Download training shards 0..N-1 plus the fixed validation shard, resumably and verified."""
-    n = shard_count(shards, for_depth, tier, plan_file)
-    indices = list(range(n)) + [VALIDATION_SHARD_INDEX]
+    from chatplan.arch import get_arch
+    from chatplan.request import get_tier
+
+    if arch is None and tier is not None and get_tier(tier).arch is not None:
+        arch = get_tier(tier).arch  # a tier names its architecture, and so its corpus
+    if arch is None and plan_file is not None:
+        from chatplan.contract import load_plan
+
+        arch = load_plan(plan_file).arch.name
+    dataset = get_arch(arch).dataset
+    n = shard_count(shards, for_depth, tier, plan_file, arch)
+    indices = list(range(n)) + [dataset.validation_shard_index]
+    base_url = base_url or dataset.base_url
     dl.check_base_url(base_url)  # before touching the disk
-    kwargs = dict(dir=dir or paths.data_dir(), base_url=base_url, workers=workers, timeout=timeout, retries=retries,
+    kwargs = dict(num_shards=dataset.num_train_shards + 1, dir=dir or paths.data_dir(dataset.local_dir),
+                  base_url=base_url, workers=workers, timeout=timeout, retries=retries,
                   backoff=backoff, backoff_max=backoff_max)
     if progress:
         from rich.console import Console

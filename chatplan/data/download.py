@@ -173,11 +173,11 @@ def check_base_url(base_url: str) -> str:
     return base_url.rstrip("/")
 
 
-def check_indices(indices: Iterable[int]) -> list[int]:
+def check_indices(indices: Iterable[int], num_shards: int = NUM_SHARDS) -> list[int]:
     out = sorted(set(indices))
-    bad = [i for i in out if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < NUM_SHARDS]
+    bad = [i for i in out if isinstance(i, bool) or not isinstance(i, int) or not 0 <= i < num_shards]
     if bad:
-        raise InvalidInput(f"shard index {bad[0]!r} is outside the dataset (0..{NUM_SHARDS - 1})")
+        raise InvalidInput(f"shard index {bad[0]!r} is outside the dataset (0..{num_shards - 1})")
     return out
 
 
@@ -490,15 +490,16 @@ def download_shards(indices: Iterable[int], dir: str | os.PathLike, base_url: st
                     workers: int = DEFAULT_WORKERS, timeout: float = DEFAULT_TIMEOUT,
                     retries: int = DEFAULT_RETRIES, backoff: float = DEFAULT_BACKOFF,
                     backoff_max: float = DEFAULT_BACKOFF_MAX, connect_timeout: float | None = None,
-                    reporter: Reporter | None = None) -> DownloadSummary:
-    """Download the given shard indices into `dir` (exactly these: callers add the validation one).
+                    reporter: Reporter | None = None, num_shards: int = NUM_SHARDS) -> DownloadSummary:
+    """Download the given shard indices into `dir` (exactly these: callers add the validation one);
+    `num_shards` is the dataset's file count (training shards + the validation shard).
 
     Returns a summary; shards that fail after all retries are listed there, not raised. Raises
     InvalidInput for bad arguments and RuntimeFailure for local disk errors (partials kept).
     """
     import httpx
 
-    idx = check_indices(indices)
+    idx = check_indices(indices, num_shards)
     base = check_base_url(base_url)
     if isinstance(workers, bool) or not isinstance(workers, int) or not 1 <= workers <= MAX_WORKERS:
         raise InvalidInput(f"workers must be an integer in 1..{MAX_WORKERS}, got {workers!r}")

@@ -145,7 +145,8 @@ def prepare_dataset(doc: PlanDoc, dataset: Dataset, data_dir: Path, tok_dir: Pat
     n = doc.download_shards
     with reporter:
         summary = download_shards(list(range(n)) + [dataset.validation_shard_index], data_dir,
-                                  base_url=dataset.base_url, reporter=reporter)
+                                  base_url=dataset.base_url, reporter=reporter,
+                                  num_shards=dataset.num_train_shards + 1)
     if summary.failed:
         names = ", ".join(r.name for r in summary.failed)
         raise RuntimeFailure(f"{len(summary.failed)} shards failed to download ({names}): nothing was launched; "

@@ -11,9 +11,9 @@ from typing import Annotated
 import typer
 
 from chatplan import paths
-from chatplan.dataplan import DEFAULT_CHARS_PER_TOKEN, VALIDATION_SHARD
+from chatplan.dataplan import VALIDATION_SHARD
 from chatplan.errors import InvalidInput
-from chatplan.tokenizer.core import DEFAULT_VOCAB_SIZE
+from chatplan.tokenizer.core import SPECIAL_TOKENS
 from chatplan.tokenizer.evaluate import DEFAULT_EVAL_CHARS
 from chatplan.tokenizer.train import DEFAULT_DOC_CAP, DEFAULT_MAX_CHARS
 
@@ -26,26 +26,33 @@ TokenizerDirOpt = Annotated[Path | None, typer.Option("--tokenizer", help="Token
                                                                         "$CHATPLAN_HOME/tokenizer).")]
 
 
-def resolve_data_dir(data: str | None) -> Path:
-    """`sample` means the embedded corpus, written (or reused) in its default directory: explicit,
-    never a fallback for a missing download."""
-    if data is None:
-        return paths.data_dir()
+ArchOpt = Annotated[str | None, typer.Option("--arch", help="nanochat-2025 (65,536 tokens on FineWeb-Edu, "
+                                                          "default) or nanochat-2026 (32,768 on ClimbMix).")]
+
+
+def resolve_data_dir(data: str | None, arch: str | None = None) -> tuple[Path, str]:
+    """(shard directory, its validation shard's name). `sample` means the embedded corpus, written (or
+    reused) in its default directory: explicit, never a fallback for a missing download. No --data:
+    the architecture's corpus folder."""
     if data == "sample":
         from chatplan.data.sample import write_sample_corpus
 
-        return write_sample_corpus(paths.sample_dir()).dir
-    return Path(data).expanduser()
+        corpus = write_sample_corpus(paths.sample_dir())
+        return corpus.dir, corpus.validation_path.name
+    from chatplan.arch import get_arch
+
+    dataset = get_arch(arch).dataset
+    return (paths.data_dir(dataset.local_dir) if data is None else Path(data).expanduser()), dataset.validation_shard
 
 
-def training_texts(data_dir: Path) -> tuple[Iterator[str], int]:
+def training_texts(data_dir: Path, validation_shard: str = VALIDATION_SHARD) -> tuple[Iterator[str], int]:
     """Documents of the training shards in index order (never the validation shard), and an
     estimate of their characters from the parquet footers (uncompressed column bytes)."""
     from chatplan.data.shards import iter_texts, shard_problem, text_bytes_estimate, train_shard_paths
 
-    paths = train_shard_paths(data_dir)
+    paths = train_shard_paths(data_dir, validation_shard)
     if not paths:
-        raise InvalidInput(f"no training shards (shard_NNNNN.parquet other than {VALIDATION_SHARD}) in "
+        raise InvalidInput(f"no training shards (shard_NNNNN.parquet other than {validation_shard}) in "
                            f"{data_dir}: run `chatplan data download` or use --data sample")
     estimate = 0
     for p in paths:
@@ -68,8 +75,9 @@ def _as_int(value: float, flag: str) -> int:
 
 @app.command()
 def train(
-    vocab_size: Annotated[int, typer.Option("--vocab-size", help="Total vocab incl. 9 special tokens.")]
-    = DEFAULT_VOCAB_SIZE,
+    arch: ArchOpt = None,
+    vocab_size: Annotated[int | None, typer.Option("--vocab-size", help="Total vocab incl. 9 special tokens "
+                                                                      "(default: the architecture's).")] = None,
     max_chars: Annotated[float, typer.Option("--max-chars", help="Characters of training text (e.g. 2e9).")]
     = float(DEFAULT_MAX_CHARS),
     doc_cap: Annotated[int, typer.Option("--doc-cap", help="Truncate each document to this many chars.")]
@@ -81,11 +89,14 @@ def train(
     progress: Annotated[bool, typer.Option("--progress/--no-progress", help="Progress on stderr.")] = True,
 ) -> None:
     """Train byte-level BPE on the training shards; exit 1 if the text runs out of merges."""
+    from chatplan.arch import get_arch
     from chatplan.tokenizer.train import train_tokenizer
 
+    a = get_arch(arch)
+    vocab_size = vocab_size or a.defaults.vocab_size
     max_chars_i = _as_int(max_chars, "--max-chars")
-    out = out or paths.tokenizer_dir()
-    texts, estimate = training_texts(resolve_data_dir(data))
+    out = out or paths.tokenizer_dir(a.dataset.tokenizer_dir)
+    texts, estimate = training_texts(*resolve_data_dir(data, arch))
     if progress:
         from rich.console import Console
         from rich.progress import BarColumn, Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
@@ -98,7 +109,8 @@ def train(
         def report(phase: str, chars: int, docs: int) -> None:
             if phase == "merging":
                 bar.update(task, completed=chars, total=chars,
-                           description=f"learning {vocab_size - 9 - 256:,} merges from {docs:,} documents")
+                           description=f"learning {vocab_size - len(SPECIAL_TOKENS) - 256:,} merges from "
+                                       f"{docs:,} documents")
             else:
                 bar.update(task, completed=chars, description=f"reading text ({docs:,} documents)")
 
@@ -119,6 +131,7 @@ def train(
 
 @app.command("eval")
 def evaluate(
+    arch: ArchOpt = None,
     tokenizer: TokenizerDirOpt = None,
     data: DataOpt = None,
     max_chars: Annotated[float, typer.Option("--max-chars", help="Validation characters to encode.")]
@@ -134,9 +147,12 @@ def evaluate(
 
     if threads < 1:
         raise InvalidInput(f"--threads must be at least 1, got {threads}")
-    tokenizer = tokenizer or paths.tokenizer_dir()
-    r = evaluate_tokenizer(tokenizer, resolve_data_dir(data), max_chars=_as_int(max_chars, "--max-chars"),
-                           num_threads=threads)
+    from chatplan.arch import get_arch
+
+    tokenizer = tokenizer or paths.tokenizer_dir(get_arch(arch).dataset.tokenizer_dir)
+    data_dir, validation = resolve_data_dir(data, arch)
+    r = evaluate_tokenizer(tokenizer, data_dir, max_chars=_as_int(max_chars, "--max-chars"), num_threads=threads,
+                           validation_shard=validation)
     if save:
         save_eval(r, tokenizer)
     if as_json:
@@ -145,4 +161,4 @@ def evaluate(
     print(f"{r.chars_per_token:.3f} characters/token, {r.bytes_per_token:.3f} UTF-8 bytes/token "
           f"on {r.documents:,} documents of {Path(r.shard).name} ({r.chars:,} chars, {r.tokens:,} tokens); "
           f"vocab {r.vocab_size:,}, ranks sha256 {r.ranks_sha256[:16]} "
-          f"(the planner assumes {DEFAULT_CHARS_PER_TOKEN} chars/token; pass --tokenizer to use this)")
+          f"(the planner assumes {get_arch(arch).dataset.chars_per_token} chars/token; pass --tokenizer to use this)")

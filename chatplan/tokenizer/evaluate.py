@@ -36,14 +36,15 @@ class TokenizerEval:
 
 
 def evaluate_tokenizer(tokenizer: Tokenizer | str | os.PathLike, data_dir: str | os.PathLike,
-                       max_chars: float = DEFAULT_EVAL_CHARS, num_threads: int = 2) -> TokenizerEval:
+                       max_chars: float = DEFAULT_EVAL_CHARS, num_threads: int = 2,
+                       validation_shard: str | None = None) -> TokenizerEval:
     """Encode whole validation documents, row group by row group, until `max_chars` are read."""
     from chatplan.data.shards import iter_row_groups, shard_problem, validation_shard_path
 
     tok = tokenizer if isinstance(tokenizer, Tokenizer) else load_tokenizer(tokenizer)
     if not max_chars >= 1:
         raise InvalidInput(f"max chars must be at least 1, got {max_chars!r}")
-    shard = validation_shard_path(data_dir)
+    shard = validation_shard_path(data_dir, *([validation_shard] if validation_shard else []))
     if not shard.exists():
         raise InvalidInput(f"no validation shard {shard}: fetch it with `chatplan data download` "
                            "(always included) or write the sample with `chatplan data sample`")
