@@ -25,7 +25,7 @@ from typing import TYPE_CHECKING, Any
 from chatplan.arch import get_arch
 from chatplan.arch.base import Architecture, ModelShape
 from chatplan.errors import InvalidInput
-from chatplan.precision import DTYPE_BYTES, Precision
+from chatplan.precision import ATTENTION_KERNELS, DTYPE_BYTES, Precision
 
 if TYPE_CHECKING:
     from chatplan.plan import Plan
@@ -328,7 +328,7 @@ def _read_precision(doc: Any) -> Precision:
         elif f.name.endswith("dtype"):
             values[f.name] = _str(doc, key, dtypes)
         elif f.name == "attention_kernel":
-            values[f.name] = _str(doc, key)
+            values[f.name] = _str(doc, key, ATTENTION_KERNELS)
         else:
             values[f.name] = _bool(doc, key)
     return Precision(**values)

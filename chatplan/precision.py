@@ -22,6 +22,7 @@ from dataclasses import asdict, dataclass
 from chatplan.errors import InvalidInput
 
 DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float8": 1}
+ATTENTION_KERNELS = ("sdpa-causal", "flash-windowed", "sdpa-dense-mask", "sdpa-masked")
 FP8_MIN_COMPUTE_CAPABILITY = 8.9
 
 
