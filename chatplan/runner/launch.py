@@ -8,11 +8,13 @@ spans nodes).
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import signal
 import subprocess
 import sys
+import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -34,10 +36,13 @@ class Launch:
         return shlex.join(self.argv[node])
 
 
-def trainer_args(plan_path: Path, out_dir: Path, steps: int | None, resume: bool = False) -> list[str]:
+def trainer_args(plan_path: Path, out_dir: Path, steps: int | None, resume: bool = False,
+                 save_every: int | None = None) -> list[str]:
     args = ["-m", "chatplan_train", "--plan", str(plan_path), "--out", str(out_dir)]
     if steps is not None:
         args += ["--steps", str(steps)]
+    if save_every is not None:
+        args += ["--save-every", str(save_every)]
     if resume:
         args.append("--resume")
     return args
@@ -45,10 +50,10 @@ def trainer_args(plan_path: Path, out_dir: Path, steps: int | None, resume: bool
 
 def launch_commands(world: int, nodes: int, nproc: int, plan_path: Path, out_dir: Path, steps: int | None = None,
                     rdzv_endpoint: str | None = None, python: str = sys.executable,
-                    resume: bool = False) -> Launch:
+                    resume: bool = False, save_every: int | None = None) -> Launch:
     """The exact command for every node: one process needs no torchrun; one node uses --standalone;
     several nodes meet at a c10d rendezvous on `rdzv_endpoint` (host:port of node 0)."""
-    train = trainer_args(plan_path, out_dir, steps, resume)
+    train = trainer_args(plan_path, out_dir, steps, resume, save_every)
     if world == 1:
         return Launch([[python, *train]], world, nodes, nproc)
     torchrun = [python, "-m", "torch.distributed.run"]
@@ -86,15 +91,30 @@ class Outcome:
     signal: int | None  # the signal chatplan run received and forwarded, if any
 
 
-def execute(launch: Launch, node_rank: int) -> Outcome:
+# How long trainers left behind after their launcher exited get to checkpoint before SIGKILL.
+LEFTOVER_GRACE_S = 60.0
+
+
+def execute(launch: Launch, node_rank: int, log_path: Path | None = None) -> Outcome:
     """Run this node's command and wait for it; a signal to chatplan is forwarded to the whole tree.
 
     The child runs in its own process group, so a signal reaches it once, through us, whether it came
     from a terminal (Ctrl-C), `kill` or a closing session. We forward SIGINT/SIGTERM/SIGHUP to the
     group (torchrun passes it to its workers, which write a checkpoint and exit) and keep waiting: we
-    never exit while the trainer still runs, so nothing is left training on a rented node.
+    never exit while the trainer still runs, so nothing is left training on a rented node. Workers
+    torchrun started in sessions of their own that outlive it are found by their command line and
+    stopped the same way (`stop_leftovers`).
+
+    The child's stdout is ours (progress bars stay live); its stderr goes to `log_path` in full, and
+    only the trainer's own one-line messages reach our stderr, so torchrun's multi-line failure blocks
+    and tracebacks stay in the log.
     """
-    child = subprocess.Popen(launch.argv[node_rank], env=child_env(), start_new_session=True)
+    log = open(log_path, "ab") if log_path is not None else None
+    child = subprocess.Popen(launch.argv[node_rank], env=child_env(), start_new_session=True,
+                             stderr=subprocess.PIPE if log else None)
+    pump = threading.Thread(target=_pump_stderr, args=(child, log), daemon=True) if log else None
+    if pump:
+        pump.start()
     received: list[int] = []
 
     def forward(signum: int, _frame) -> None:
@@ -115,6 +135,68 @@ def execute(launch: Launch, node_rank: int) -> Outcome:
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
+        if pump:
+            pump.join(timeout=10)
+        if log:
+            log.close()
+    stop_leftovers(launch.argv[node_rank], received[0] if received else signal.SIGTERM)
     return Outcome(code, received[0] if received else None)
+
+
+# lines of the child's stderr that reach the user: the trainer's one-line messages
+SHOWN_PREFIXES = (b"chatplan_train", b"warning:", b"note:")
+
+
+def _pump_stderr(child: subprocess.Popen, log) -> None:
+    for line in iter(child.stderr.readline, b""):
+        log.write(line)
+        log.flush()
+        if line.lstrip().startswith(SHOWN_PREFIXES):
+            sys.stderr.buffer.write(line)
+            sys.stderr.flush()
+
+
+def trainer_processes(argv: list[str]) -> list[int]:
+    """PIDs of live trainer processes started for this plan (by `--plan PATH` in their command line)."""
+    try:
+        plan = argv[argv.index("--plan") + 1].encode()
+    except (ValueError, IndexError):
+        return []
+    found = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        try:
+            cmd = (entry / "cmdline").read_bytes().split(b"\0")
+        except OSError:
+            continue
+        if b"chatplan_train" in cmd and plan in cmd and int(entry.name) != os.getpid():
+            found.append(int(entry.name))
+    return found
+
+
+def stop_leftovers(argv: list[str], signum: int, grace_s: float = LEFTOVER_GRACE_S) -> list[int]:
+    """Signal trainers of this plan that outlived their launcher, give them time to checkpoint, then kill
+    what remains. Returns the PIDs that were found."""
+    import time
+
+    pids = trainer_processes(argv)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signum)
+    deadline = time.monotonic() + grace_s
+    while pids and time.monotonic() < deadline:
+        pids = [p for p in pids if _alive(p)]
+        time.sleep(0.2)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
+    return pids
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except (OSError, IndexError):
+        return False
+    return state != "Z"  # a zombie has exited
 
 

@@ -107,6 +107,11 @@ def point_from_run(run_dir: str | os.PathLike) -> CalibrationPoint:
     )
 
 
+def checkpoint_step(d: Path) -> int:
+    """The step a checkpoint directory (checkpoints/step_00000040) holds."""
+    return int(d.name.removeprefix("step_"))
+
+
 def newest_checkpoint(run_dir: Path) -> Path | None:
     """The newest checkpoint directory whose manifest was written (the trainer verifies it on resume)."""
     root = Path(run_dir) / "checkpoints"
