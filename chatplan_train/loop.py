@@ -28,11 +28,11 @@ from chatplan.errors import InvalidInput
 from chatplan_train import checkpoint as ckpt
 from chatplan_train.comm import all_gather_json, broadcast_json
 from chatplan_train.config import TrainConfig
-from chatplan_train.cpu_peak import cpu_peak_flops
+from chatplan_train.cpu_peak import cpu_peak_flops, pin_threads
 from chatplan_train.loader import Position, Prefetcher, TokenizerLike, validation_windows, windows
 from chatplan_train.model import GPT, build_model
 from chatplan_train.optim import ShardedOptimizer
-from chatplan_train.report import build_report, render_report
+from chatplan_train.report import build_report, checked_mfu, render_report
 
 SEED = 42
 EMA_BETA = 0.9
@@ -260,6 +260,9 @@ def run(cfg: TrainConfig, rt: Runtime, tokenizer: TokenizerLike, train_paths: li
     """Train as the plan says. Returns (report or None on ranks > 0, exit code)."""
     t_wall = time.perf_counter()
     device, W = rt.device, rt.world_size
+    # Intra-op threads pinned by one rule before any compute (cpu_peak's docstring): the thread split of a
+    # CPU matmul changes its fp32 sums, so a resume must compute with what the run it continues used.
+    local_threads = pin_threads(int(os.environ.get("LOCAL_WORLD_SIZE") or W))
     if device.type == "cuda":
         torch.backends.cuda.matmul.allow_tf32 = True
         torch.backends.cudnn.allow_tf32 = True
@@ -269,17 +272,20 @@ def run(cfg: TrainConfig, rt: Runtime, tokenizer: TokenizerLike, train_paths: li
     if rt.master:
         out_dir.mkdir(parents=True, exist_ok=True)
 
-    # Peak FLOP/s for MFU. CPU: measured by rank 0 with all ranks' threads while the others wait.
-    threads = torch.get_num_threads()
+    # Peak FLOP/s for MFU. CPU: measured by rank 0 with all ranks' threads (at most the CPUs) while the
+    # others wait; the measurement restores rank 0's pinned thread count.
+    threads = local_threads
     if W > 1:
         t = torch.tensor([threads])
         dist.all_reduce(t)
         threads = int(t.item())
     if device.type == "cpu":
-        peak = cpu_peak_flops(threads) if rt.master else {"flops": 0.0, "method": ""}
+        peak = cpu_peak_flops(threads) if rt.master else {"flops": 0.0, "method": "", "threads": 0}
         if W > 1:
             peak = broadcast_json(peak)
-        peak_flops, peak_method = peak["flops"], f"{peak['method']}, {threads} threads"
+        peak_flops, peak_method = peak["flops"], f"{peak['method']}, {peak['threads']} threads"
+        if peak.get("rejected_cache") and rt.master:
+            print(f"note: re-measured the CPU peak: {peak['rejected_cache']}", flush=True)
     else:
         per_gpu = cfg.doc.predictions["peak_flops_per_gpu"]
         peak_flops = per_gpu * W if per_gpu else 0.0
@@ -303,6 +309,10 @@ def run(cfg: TrainConfig, rt: Runtime, tokenizer: TokenizerLike, train_paths: li
         else:
             start, position, loop_state = _restore(cfg, rt, d, model, opt, say)
             say(f"resumed from {d} (step {start})")
+            saved_threads = loop_state.get("threads_per_rank")
+            if saved_threads is not None and saved_threads != local_threads:
+                say(f"note: this resume computes with {local_threads} intra-op threads per rank, the checkpoint "
+                    f"was written with {saved_threads}: the run continues, but not bit for bit (OMP_NUM_THREADS)")
         if start > cfg.steps:
             raise InvalidInput(f"the checkpoint is at step {start}, past this run's {cfg.steps} steps")
     metrics = Metrics(out_dir / "metrics.jsonl", rt.master, cfg.steps, start, resume=cfg.resume)
@@ -321,7 +331,8 @@ def run(cfg: TrainConfig, rt: Runtime, tokenizer: TokenizerLike, train_paths: li
     tokens_per_step = cfg.tokens_per_step
 
     metrics.log({"type": "start", "start_step": start, "steps": cfg.steps, "world_size": W,
-                 "device": str(device), "threads": threads, "compile": cfg.compile,
+                 "device": str(device), "threads": threads, "threads_per_rank": local_threads,
+                 "compile": cfg.compile,
                  "peak_flops": peak_flops, "peak_method": peak_method,
                  "predicted": cfg.doc.predictions})
     ema = loop_state.get("ema", 0.0)
@@ -346,7 +357,8 @@ def run(cfg: TrainConfig, rt: Runtime, tokenizer: TokenizerLike, train_paths: li
                 metrics.say(f"step {step:>6}/{cfg.steps} | val bpb {last_bpb:.4f}")
             if step > start and (last or stop or (cfg.save_every > 0 and step % cfg.save_every == 0)):
                 _save(cfg, rt, out_dir, step, model, opt, position, {"ema": ema, "last_loss": last_loss,
-                                                                       "last_bpb": last_bpb})
+                                                                       "last_bpb": last_bpb,
+                                                                       "threads_per_rank": local_threads})
                 metrics.log({"type": "checkpoint", "step": step})
                 if os.environ.get(KILL_HOOK) == str(step):
                     os.kill(os.getpid(), signal.SIGKILL)
@@ -367,7 +379,7 @@ def run(cfg: TrainConfig, rt: Runtime, tokenizer: TokenizerLike, train_paths: li
             last_loss = loss
             row = {"type": "step", "step": step, "loss": loss, "ema_loss": ema_debiased,
                    "lr_mult": result.lr_mult, "grad_norm": result.grad_norm.item(), "ms": dt * 1000,
-                   "tok_per_s": tok_s, "mfu": fpt * tok_s / peak_flops if peak_flops else None,
+                   "tok_per_s": tok_s, "mfu": checked_mfu(fpt * tok_s, peak_flops)[0],
                    "tokens": (step + 1) * tokens_per_step}
             if device.type == "cuda":
                 row["max_allocated_gib"] = torch.cuda.max_memory_allocated(device) / 2**30

@@ -8,6 +8,7 @@ target hardware already tells whether the plan's budget holds.
 
 from __future__ import annotations
 
+import math
 import statistics
 from typing import Any
 
@@ -23,6 +24,20 @@ def steady(step_seconds: list[float]) -> list[float]:
 _pair = pair  # achieved, predicted and the one error measure (chatplan.contract)
 
 
+def checked_mfu(flops_per_second: float | None, peak_flops: float | None) -> tuple[float | None, str | None]:
+    """(MFU, None), or (None, why) when there is no figure to give. Above 100 % (or not finite) the
+    denominator is wrong, not the run fast: e.g. a CPU peak measured while the CPU was shared. Such a
+    figure is a measurement error to report, never a number to print or to calibrate from."""
+    if not flops_per_second or not peak_flops:
+        return None, None
+    mfu = flops_per_second / peak_flops
+    if math.isfinite(mfu) and 0 < mfu <= 1:
+        return mfu, None
+    return None, (f"achieved {flops_per_second:.3g} FLOP/s against a peak of {peak_flops:.3g} FLOP/s is MFU "
+                  f"{mfu:.0%}, above 100 %: the peak is wrong (measured under load or oversubscribed?), "
+                  "so no MFU is reported")
+
+
 def build_report(doc: PlanDoc, *, step_seconds: list[float], tokens_per_step: int, flops_per_token: int,
                  peak_flops: float, peak_method: str, world_size: int, wall_seconds: float,
                  steps_done: int, memory: dict[str, float] | None, final_val_bpb: float | None,
@@ -32,7 +47,7 @@ def build_report(doc: PlanDoc, *, step_seconds: list[float], tokens_per_step: in
     times = steady(step_seconds)
     step_s = statistics.median(times) if times else None
     tok_s = tokens_per_step / step_s if step_s else None
-    mfu = flops_per_token * tok_s / peak_flops if tok_s and peak_flops else None
+    mfu, mfu_error = checked_mfu(flops_per_token * tok_s if tok_s else None, peak_flops)
     hours = step_s * horizon_steps / 3600 if step_s and horizon_steps else None
     price = pred.get("price_per_gpu_hour")
     gpus = world_size if doc.device_type == "cuda" else None
@@ -50,6 +65,8 @@ def build_report(doc: PlanDoc, *, step_seconds: list[float], tokens_per_step: in
         "train_hours_full_horizon": _pair(hours, pred.get("train_hours")),
         "cost_usd_full_horizon": _pair(cost, pred.get("cost_usd")),
     }
+    if mfu_error:
+        report["mfu"]["measurement_error"] = mfu_error
     if memory:
         report["memory_gib"] = {
             "max_allocated": _pair(memory.get("max_allocated_gib"), pred.get("peak_allocated_gib")),
@@ -72,6 +89,8 @@ def render_report(report: dict[str, Any]) -> list[str]:
     for label, key, spec in rows:
         p = report[key]
         lines.append(f"{label:16}{_fmt(p['achieved'], spec):>14}{_fmt(p['predicted'], spec):>14}")
+    if report["mfu"].get("measurement_error"):
+        lines.append(f"MFU: measurement error: {report['mfu']['measurement_error']}")
     for key, p in (report.get("memory_gib") or {}).items():
         lines.append(f"{key + ' GiB':16}{_fmt(p['achieved'], '.2f'):>14}{_fmt(p['predicted'], '.2f'):>14}")
     lines.append(f"wall {report['wall_seconds']:.1f} s, {report['steps_done']} steps, final loss "
