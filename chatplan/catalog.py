@@ -45,7 +45,7 @@ class GPU:
         p = self.provenance.get("price_per_hour", {})
         if p.get("assumed"):
             return f"assumed, {p['assumed']}"
-        return "the tiers' basis, SPEC §5" if p.get("verified") else "user"
+        return "the nanochat tiers' basis: $3 per GPU-hour" if p.get("verified") else "user"
 
     def to_dict(self) -> dict:
         return {"name": self.name, "description": self.description, "memory_gib": self.memory_gib,
@@ -130,7 +130,7 @@ def _gpu_from_record(rec: dict, base: GPU | None) -> GPU:
     return GPU(
         name=rec["name"],
         compute_capability=capability,
-        aliases=tuple(rec.get("aliases", base.aliases if base else ())),
+        aliases=_aliases(name, rec.get("aliases", base.aliases if base else ())),
         description=rec.get("description", base.description if base else rec["name"]),
         device_type=device_type,
         provenance=provenance,
@@ -138,11 +138,19 @@ def _gpu_from_record(rec: dict, base: GPU | None) -> GPU:
     )
 
 
+def _aliases(name: str, value: object) -> tuple[str, ...]:
+    if isinstance(value, str) or not isinstance(value, (list, tuple)) or not all(isinstance(a, str) for a in value):
+        raise InvalidInput(f"GPU {name!r}: aliases must be a list of names, got {value!r}")
+    return tuple(value)
+
+
 def _read(path: Path) -> dict:
     try:
         text = path.read_text()
     except OSError as e:
         raise InvalidInput(f"cannot read GPU catalog {str(path)!r}: {e.strerror}") from None
+    except UnicodeDecodeError:
+        raise InvalidInput(f"GPU catalog {str(path)!r} is not text (JSON or TOML expected)") from None
     try:
         if path.suffix == ".toml":
             import tomllib  # only for user TOML files; the built-in catalog is JSON (fast start-up)

@@ -6,6 +6,7 @@ help, so `chatplan estimate --json` does not pay for the downloader's or the run
 Every error reaches the user as one line on stderr and an exit code (see chatplan.errors).
 """
 
+import contextlib
 import os
 import sys
 
@@ -15,15 +16,24 @@ from chatplan.errors import EXIT_INTERRUPTED, EXIT_INVALID, EXIT_REQUIREMENT, Al
 
 CONTEXT = {"help_option_names": ["-h", "--help"]}
 app = typer.Typer(
-    add_completion=False,
+    add_completion=True,  # --install-completion / --show-completion for bash, zsh, fish, PowerShell
     no_args_is_help=True,
     pretty_exceptions_enable=False,
     context_settings=CONTEXT,
     help="Plan, train and check nanochat-style GPT runs: exact sizes, memory fit, time and cost.",
 )
 
+def _version(value: bool) -> None:
+    if value:
+        from chatplan import __version__
+
+        sys.stdout.write(f"chatplan {__version__}\n")
+        raise typer.Exit(0)
+
+
 @app.callback()
-def _group() -> None:
+def _group(version: bool = typer.Option(False, "--version", callback=_version, is_eager=True,
+                                        help="Print chatplan's version and exit.")) -> None:
     """Plan, train and check nanochat-style GPT runs: exact sizes, memory fit, time and cost."""
     # a callback keeps `chatplan` a group of commands even when only one command is registered
 
@@ -59,14 +69,16 @@ def register(args: list[str]) -> None:
 
 
 def _bad_value(opts: list[str], args: list[str]) -> str | None:
-    """The raw text a user gave for an option (typer's message does not repeat it)."""
+    """The raw text a user gave for an option (typer's message does not repeat it). An option given
+    twice takes its last value, and that is the one the parser checked."""
+    found = None
     for i, arg in enumerate(args):
         for opt in opts:
             if arg == opt and i + 1 < len(args):
-                return args[i + 1]
-            if arg.startswith(opt + "="):
-                return arg[len(opt) + 1:]
-    return None
+                found = args[i + 1]
+            elif arg.startswith(opt + "="):
+                found = arg[len(opt) + 1:]
+    return found
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -75,6 +87,11 @@ def main(argv: list[str] | None = None) -> int:
         register(args)
         rv = app(args=args, prog_name="chatplan", standalone_mode=False)
         return rv if isinstance(rv, int) else 0  # without standalone mode, typer.Exit(n) returns n
+    except BrokenPipeError:
+        # the reader went away (`chatplan ... | head`): not a failure of ours, and never "limit exceeded"
+        with contextlib.suppress(OSError):
+            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 0
     except AlreadyReported as e:
         return e.exit_code
     except ChatplanError as e:

@@ -15,6 +15,19 @@ from chatplan.plan import Plan
 Section = tuple[str, list[tuple[str, str]]]
 
 
+def console():
+    """A Rich console on stdout whose broken pipe (`chatplan ... | head`) reaches the CLI edge as
+    BrokenPipeError (Rich itself would exit 1, which `check` uses for "limit exceeded")."""
+    from rich.console import Console
+
+    class _Console(Console):
+        def on_broken_pipe(self) -> None:
+            self.quiet = True
+            raise BrokenPipeError
+
+    return _Console()
+
+
 def sci(x: float) -> str:
     return f"{x:e}"
 
@@ -154,7 +167,6 @@ def plan_sections(p: Plan) -> list[Section]:
 def render_sections(sections: Sequence[Section], fmt: str, title: str, warnings: Sequence[str] = (),
                     notes: Sequence[str] = ()) -> None:
     if fmt == "rich":
-        from rich.console import Console
         from rich.table import Table
 
         table = Table(title=title, show_header=False, title_justify="left", expand=False)
@@ -164,12 +176,12 @@ def render_sections(sections: Sequence[Section], fmt: str, title: str, warnings:
             table.add_row(f"[cyan]{name}[/cyan]", "", end_section=False)
             for j, (label, value) in enumerate(rows):
                 table.add_row(f"  {label}", value, end_section=(j == len(rows) - 1 and i < len(sections) - 1))
-        console = Console()
-        console.print(table)
+        out = console()
+        out.print(table)
         for n in notes:
-            console.print(f"[bold]note:[/bold] {n}")
+            out.print(f"[bold]note:[/bold] {n}")
         for w in warnings:
-            console.print(f"[bold yellow]warning:[/bold yellow] {w}")
+            out.print(f"[bold yellow]warning:[/bold yellow] {w}")
         return
     from tabulate import tabulate
 
@@ -186,7 +198,6 @@ def render_sections(sections: Sequence[Section], fmt: str, title: str, warnings:
 
 def render_grid(headers: list[str], rows: list[list[str]], fmt: str, title: str, note: str = "") -> None:
     if fmt == "rich":
-        from rich.console import Console
         from rich.table import Table
 
         table = Table(title=title, title_justify="left", caption=note or None, caption_justify="left")
@@ -194,7 +205,7 @@ def render_grid(headers: list[str], rows: list[list[str]], fmt: str, title: str,
             table.add_column(h, justify="right" if h != headers[0] else "left")
         for row in rows:
             table.add_row(*[_colour(v) for v in row])
-        Console().print(table)
+        console().print(table)
         return
     from tabulate import tabulate
 

@@ -66,7 +66,7 @@ def run(
     catalog = edge.catalog()
     p = plan(request, catalog=catalog, calibration=edge.load_calibration(must_exist=False))
     say = sys.stderr if json_out else sys.stdout  # --json: the document alone on stdout
-    fmt = "rich" if say.isatty() else "plain"
+    fmt = "rich"  # Rich wraps to 80 columns when piped
     if not json_out:
         render_sections(plan_sections(p), fmt, f"chatplan run: d{p.depth} on {p.fleet.label}", p.warnings, p.notes)
     prep = prepare_run(p, device, opts, catalog)
