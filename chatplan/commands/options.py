@@ -54,6 +54,8 @@ class Edge:
     def catalog(self):
         from chatplan.catalog import load_catalog
 
+        if self.gpu_catalog is not None and str(self.gpu_catalog) in ("", "."):
+            raise InvalidInput(f"--gpu-catalog {str(self.gpu_catalog)!r} is not a file: give a JSON or TOML catalog")
         return load_catalog(self.gpu_catalog)
 
     def load_calibration(self, must_exist: bool = True):
