@@ -71,7 +71,7 @@ def cases():
 def test_fuzz_every_command(tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     n = 0
-    for seed, name, rng in cases():
+    for _seed, name, rng in cases():
         args = invocation(rng, name, COMMANDS[name], tmp_path)
         code = main(args)
         out = capsys.readouterr()
