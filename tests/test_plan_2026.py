@@ -147,3 +147,18 @@ def test_cli_arch_default_and_unknown():
     speed = json.loads(cli("estimate", "--tier", "speedrun", "--json").stdout)
     assert speed["arch"] == {"name": "nanochat-2026", "nanochat_commit": "92d63d4",
                              "summary": chatplan.plan(tier="speedrun").arch.summary}
+
+
+def test_data_download_fetches_climbmix_shards_and_its_validation_shard(tmp_path):
+    from httpserver import ShardServer, make_shard, run_cli
+
+    files = {f"shard_{i:05d}.parquet": make_shard(i) for i in (0, 1, 6542)}
+    with ShardServer(files) as srv:
+        r = run_cli("chatplan.data.cli", "download", "--arch", "nanochat-2026", "--shards", "2", "--dir",
+                    tmp_path / "d", "--base-url", srv.url, "--no-progress", "--timeout", "2")
+    assert r.returncode == 0, r.stderr
+    assert sorted(p.name for p in (tmp_path / "d").glob("*.parquet")) == sorted(files)
+    # the late-2025 corpus has no shard 6,000; ClimbMix does, and a count beyond it is refused by name
+    big = run_cli("chatplan.data.cli", "download", "--arch", "nanochat-2026", "--shards", "7000", "--dir",
+                  tmp_path / "e", "--base-url", "http://127.0.0.1:9")
+    assert big.returncode == 2 and "1..6,542" in big.stderr and "shard_06542" in big.stderr
