@@ -16,6 +16,7 @@ truncated or tampered file costs one checkpoint, never the run. Loading uses wei
 from __future__ import annotations
 
 import ctypes
+import errno
 import hashlib
 import json
 import os
@@ -26,6 +27,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
+from chatplan.errors import RuntimeFailure
 from chatplan.layout import CHECKPOINTS_KEPT
 from chatplan_train.comm import all_gather_json
 
@@ -48,20 +50,44 @@ class _HashingWriter:
         self.f.flush()
 
 
-def _write_atomic(path: Path, write) -> str:
-    """Write through `write(file)` to a temp name, fsync, rename; return the content's SHA-256."""
+def _write_atomic(path: Path, write, size_hint: int = 0) -> str:
+    """Write through `write(file)` to a temp name, fsync, rename; return the content's SHA-256.
+
+    A full disk is one clear line (how much this file needs, how much is free); the partial file is
+    removed and the checkpoint stays incomplete (no manifest), so a resume after space is freed
+    continues from the previous complete one."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as f:
-        w = _HashingWriter(f)
-        write(w)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as f:
+            w = _HashingWriter(f)
+            write(w)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as e:
+        tmp.unlink(missing_ok=True)
+        if e.errno in (errno.ENOSPC, errno.EDQUOT):
+            free = shutil.disk_usage(path.parent).free
+            raise RuntimeFailure(f"no space left on {path.parent} while writing {path.name}: about "
+                                 f"{size_hint / 2**30:,.2f} GiB needed, {free / 2**30:,.2f} GiB free; free some "
+                                 "space and resume with --resume") from None
+        raise
     return w.sha.hexdigest()
 
 
+def _nbytes(obj: Any) -> int:
+    """Bytes of the tensors in a (nested) state dict: what saving it needs on disk, about."""
+    if isinstance(obj, torch.Tensor):
+        return obj.nbytes
+    if isinstance(obj, dict):
+        return sum(_nbytes(v) for v in obj.values())
+    if isinstance(obj, (list, tuple)):
+        return sum(_nbytes(v) for v in obj)
+    return 0
+
+
 def save_torch(obj: Any, path: Path) -> str:
-    return _write_atomic(path, lambda w: torch.save(obj, w))
+    return _write_atomic(path, lambda w: torch.save(obj, w), _nbytes(obj))
 
 
 def save_json(obj: Any, path: Path) -> str:
