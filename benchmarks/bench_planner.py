@@ -1,27 +1,82 @@
-"""Planner speed targets (issue 2/3): plan() <= 50 us warm; `estimate --json` process <= 0.15 s median of 9;
-Rich table <= 0.25 s; `fit` over the whole catalog <= 0.3 s.
+"""Planner speed targets (issues 2/3 and the redesign):
 
-Run: pytest benchmarks/bench_planner.py --benchmark-enable   (CI runs them once with --benchmark-disable)
+- `chatplan.plan()` warm (the same request again: catalog loaded, caches hot), median <= 50 us: nanochat-2025
+  d20 and d32 and nanochat-2026 d24, on 8xH100;
+- `plan()` for every even depth 2-48 (a cache miss per depth): measured, no target;
+- `chatplan estimate --depth 20 --gpus 8xH100 --json`, the whole process: median CPU time <= 2.0 x that of
+  `python -c pass`, the two measured interleaved in the same run (9 rounds each, the child's own user + system
+  time from os.wait4), so machine speed and load cancel; and <= 0.15 s wall, median;
+- `chatplan estimate ...` Rich table <= 0.25 s and `fit` over the whole catalog <= 0.3 s wall, median of 9.
+
+Run: pytest benchmarks/bench_planner.py --benchmark-enable -s   (asserts the targets)
+CI runs them once with the default --benchmark-disable: each is quick (a few rounds) and asserts a lenient
+bound only, so a loaded box does not flake: LENIENT x the target, and for plan() PLAN_LENIENT_S, a
+gross-regression guard (a file read or a quadratic loop per call), not the target.
 """
 
+from __future__ import annotations
+
+import json
+import os
 import statistics
 import subprocess
 import sys
+import tempfile
 import time
+import timeit
+from pathlib import Path
+
+import pytest
 
 import chatplan
 from chatplan.catalog import builtin_catalog
+from chatplan.contract import read_plan
+
+PLAN_TARGET_S = 50e-6
+PLAN_LENIENT_S = 2e-3
+ESTIMATE_CPU_RATIO_TARGET = 2.0
+# Under --benchmark-disable. The CPU-time ratio is ~5.3 today (0.095 s vs 0.017 s on the 2-core dev box),
+# so the lenient bound is 8, not 2 x the target; tighten it when start-up meets the target.
+ESTIMATE_CPU_RATIO_LENIENT = 8.0
+LENIENT = 4.0  # wall-clock targets under --benchmark-disable
+ROUNDS = 9  # process rounds under --benchmark-enable
+QUICK_ROUNDS = 3  # and under --benchmark-disable
+
+WARM_CASES = {
+    "2025-d20": dict(depth=20, gpus="8xH100"),
+    "2025-d32": dict(depth=32, gpus="8xH100"),
+    "2026-d24": dict(arch="nanochat-2026", depth=24, gpus="8xH100"),
+}
+# what each warm plan chooses: (device batch, accumulation steps), so the benchmark times a real plan
+EXPECTED_BATCH = {"2025-d20": (32, 1), "2025-d32": (8, 4), "2026-d24": (16, 4)}
 
 
-def test_plan_warm(benchmark):
+def _per_call_seconds(f, number: int = 50, repeat: int = 5) -> float:
+    """Median over `repeat` batches of the mean time of one call."""
+    return statistics.median(t / number for t in timeit.repeat(f, number=number, repeat=repeat))
+
+
+@pytest.mark.parametrize("case", list(WARM_CASES))
+def test_plan_warm(benchmark, case):
+    kw = WARM_CASES[case]
     catalog = builtin_catalog()
-    chatplan.plan(depth=32, gpus="8xH100", catalog=catalog)  # warm: catalog loaded, code paths hot
-    p = benchmark(chatplan.plan, depth=32, gpus="8xH100", catalog=catalog)
-    assert p.parallelism.device_batch_size == 8
+    try:
+        chatplan.plan(catalog=catalog, **kw)  # warm: catalog loaded, code paths and caches hot
+    except NotImplementedError as e:
+        pytest.skip(f"plan({kw}) is not implemented yet: {e}")
+    p = benchmark(chatplan.plan, catalog=catalog, **kw)
+    assert (p.parallelism.device_batch_size, p.parallelism.grad_accum_steps) == EXPECTED_BATCH[case]
+    if benchmark.enabled:
+        seconds, bound = benchmark.stats.stats.median, PLAN_TARGET_S
+    else:
+        seconds, bound = _per_call_seconds(lambda: chatplan.plan(catalog=catalog, **kw)), PLAN_LENIENT_S
+    benchmark.extra_info.update(median_us=seconds * 1e6)
+    print(f"\nplan({', '.join(f'{k}={v!r}' for k, v in kw.items())}) warm: {seconds * 1e6:.1f} us")
+    assert seconds <= bound, f"plan() warm {seconds * 1e6:.1f} us > {bound * 1e6:.0f} us"
 
 
 def test_plan_every_depth(benchmark):
-    """Cold-ish: a different depth each call (the ownership cache misses once per depth)."""
+    """Cold-ish: a different depth each call (per-shape caches miss once per depth)."""
     catalog = builtin_catalog()
     depths = list(range(2, 50, 2))
 
@@ -29,30 +84,76 @@ def test_plan_every_depth(benchmark):
         return [chatplan.plan(depth=d, gpus="8xH100", catalog=catalog) for d in depths]
 
     plans = benchmark(all_depths)
-    assert len(plans) == len(depths)
+    totals = [p.params.total for p in plans]
+    assert [p.depth for p in plans] == depths and totals == sorted(set(totals))
 
 
-def _median_process_seconds(args: list[str], runs: int = 9) -> float:
-    times = []
-    for _ in range(runs):
+# --- whole processes ------------------------------------------------------------------------------
+
+def _chatplan() -> list[str]:
+    """The `chatplan` console script next to this interpreter, else `python -m chatplan`."""
+    script = Path(sys.executable).with_name("chatplan")
+    return [str(script)] if script.is_file() else [sys.executable, "-m", "chatplan"]
+
+
+def _child(cmd: list[str]) -> tuple[float, float, bytes]:
+    """(CPU seconds of the child, user + system, from os.wait4; wall seconds; its stdout)."""
+    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err:
         t0 = time.perf_counter()
-        subprocess.run([sys.executable, "-m", "chatplan", *args], check=True, capture_output=True)
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=out, stderr=err)
+        _, status, usage = os.wait4(proc.pid, 0)
+        wall = time.perf_counter() - t0
+        proc.returncode = os.waitstatus_to_exitcode(status)  # reaped here: Popen must not wait again
+        out.seek(0)
+        err.seek(0)
+        assert proc.returncode == 0, f"{' '.join(cmd)} exited {proc.returncode}: {err.read().decode()[-500:]}"
+        return usage.ru_utime + usage.ru_stime, wall, out.read()
+
+
+ESTIMATE_JSON = ["estimate", "--depth", "20", "--gpus", "8xH100", "--json"]
+
+
+def _interleaved(rounds: int) -> dict:
+    """`python -c pass` and `chatplan estimate --json` alternately, `rounds` times each."""
+    base, est = [], []
+    out = b""
+    for _ in range(rounds):
+        base.append(_child([sys.executable, "-c", "pass"]))
+        cpu, wall, out = _child([*_chatplan(), *ESTIMATE_JSON])
+        est.append((cpu, wall))
+    doc = read_plan(json.loads(out))  # the output is a valid plan.json
+    assert doc.shape.n_layer == 20 and doc.world_size == 8
+    return {"python_cpu_s": statistics.median(c for c, _, _ in base),
+            "python_wall_s": statistics.median(w for _, w, _ in base),
+            "estimate_cpu_s": statistics.median(c for c, _ in est),
+            "estimate_wall_s": statistics.median(w for _, w in est)}
 
 
 def test_estimate_json_process(benchmark):
-    seconds = benchmark.pedantic(_median_process_seconds, args=(["estimate", "--depth", "32", "--gpus", "8xH100",
-                                                                 "--json"],), rounds=1, iterations=1)
-    print(f"estimate --json: {seconds:.3f} s median of 9")
+    rounds = ROUNDS if benchmark.enabled else QUICK_ROUNDS
+    r = benchmark.pedantic(_interleaved, args=(rounds,), rounds=1, iterations=1)
+    ratio = r["estimate_cpu_s"] / r["python_cpu_s"]
+    benchmark.extra_info.update(r, cpu_ratio=ratio)
+    print(f"\nestimate --json: {r['estimate_cpu_s'] * 1000:.1f} ms CPU ({r['estimate_wall_s'] * 1000:.1f} ms wall); "
+          f"python -c pass: {r['python_cpu_s'] * 1000:.1f} ms CPU ({r['python_wall_s'] * 1000:.1f} ms wall); "
+          f"CPU ratio {ratio:.2f} (medians of {rounds}, interleaved)")
+    ratio_bound = ESTIMATE_CPU_RATIO_TARGET if benchmark.enabled else ESTIMATE_CPU_RATIO_LENIENT
+    wall_bound = 0.15 * (1 if benchmark.enabled else LENIENT)
+    assert ratio <= ratio_bound, f"estimate --json costs {ratio:.2f} x python -c pass in CPU time (> {ratio_bound})"
+    assert r["estimate_wall_s"] <= wall_bound, f"estimate --json {r['estimate_wall_s']:.3f} s wall > {wall_bound} s"
 
 
-def test_estimate_rich_process(benchmark):
-    seconds = benchmark.pedantic(_median_process_seconds, args=(["estimate", "--depth", "32", "--gpus", "8xH100"],),
-                                 rounds=1, iterations=1)
-    print(f"estimate (Rich table): {seconds:.3f} s median of 9")
+def _median_process_seconds(args: list[str], runs: int) -> float:
+    return statistics.median(_child([*_chatplan(), *args])[1] for _ in range(runs))
 
 
-def test_fit_whole_catalog_process(benchmark):
-    seconds = benchmark.pedantic(_median_process_seconds, args=(["fit", "--depth", "26"],), rounds=1, iterations=1)
-    print(f"fit over the catalog: {seconds:.3f} s median of 9")
+@pytest.mark.parametrize(("args", "target"), [
+    (["estimate", "--depth", "32", "--gpus", "8xH100"], 0.25),
+    (["fit", "--depth", "26"], 0.3),
+], ids=["estimate-rich", "fit-whole-catalog"])
+def test_command_process(benchmark, args, target):
+    runs = ROUNDS if benchmark.enabled else QUICK_ROUNDS
+    seconds = benchmark.pedantic(_median_process_seconds, args=(args, runs), rounds=1, iterations=1)
+    bound = target * (1 if benchmark.enabled else LENIENT)
+    print(f"\nchatplan {' '.join(args)}: {seconds:.3f} s wall, median of {runs}")
+    assert seconds <= bound, f"chatplan {' '.join(args)}: {seconds:.3f} s > {bound} s"
