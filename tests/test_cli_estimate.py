@@ -102,3 +102,13 @@ def test_fit_grid_json():
     assert [f["gpu"] for f in one["fleets"]] == ["A100-40GB"] and one["fleets"][0]["num_gpus"] == 1
     md = run("fit", "--depth", "26", "--format", "markdown")
     assert md.returncode == 0 and "| H100-SXM" in md.stdout
+
+
+def test_a_measured_tokenizer_of_another_vocabulary_is_refused(tmp_path):
+    tok = tmp_path / "tok"
+    tok.mkdir()
+    (tok / "eval.json").write_text(json.dumps({"chars_per_token": 3.9, "vocab_size": 8192}))
+    r = run("estimate", "--depth", "20", "--tokenizer", str(tok), "--json")
+    assert r.returncode == 2 and "8,192 tokens but the plan's vocabulary is 65,536" in r.stderr
+    ok = run("estimate", "--depth", "20", "--vocab-size", "8192", "--tokenizer", str(tok), "--json")
+    assert ok.returncode == 0 and json.loads(ok.stdout)["data"]["chars_per_token"] == 3.9

@@ -38,7 +38,7 @@ def value_for(option: str, tmp: Path) -> list[str]:
     calibration.write_text(json.dumps({"version": 1, "points": [point]}))
     tokenizer = tmp / "tok"
     tokenizer.mkdir(exist_ok=True)
-    (tokenizer / "eval.json").write_text(json.dumps({"chars_per_token": 3.3}))
+    (tokenizer / "eval.json").write_text(json.dumps({"chars_per_token": 3.3, "vocab_size": 65536}))
     table = {
         "--arch": ["--arch", "nanochat-2026"], "--depth": ["--depth", "14"], "--tier": ["--tier", "300"],
         "--aspect-ratio": ["--aspect-ratio", "128"], "--head-dim": ["--head-dim", "64"],

@@ -91,7 +91,7 @@ def plan_options(*groups: str, extra: tuple[str, ...] = (), exclude: tuple[str, 
             values = {f.name: kwargs.pop(f.name) for f in chosen}
             edge = Edge(**{name: kwargs.pop(name) for name in FILE_OPTIONS if name in files})
             if edge.tokenizer is not None:
-                values["chars_per_token"] = measured_chars_per_token(edge.tokenizer)
+                values["chars_per_token"] = measured_chars_per_token(edge.tokenizer, PlanRequest(**values))
             return func(request=PlanRequest(**values), edge=edge, **kwargs)
 
         wrapper.__signature__ = sig.replace(parameters=own + extra)  # type: ignore[attr-defined]
@@ -100,16 +100,25 @@ def plan_options(*groups: str, extra: tuple[str, ...] = (), exclude: tuple[str, 
     return decorate
 
 
-def measured_chars_per_token(tokenizer_dir: Path) -> float:
-    """The figure `chatplan tokenizer eval` saved beside the tokenizer."""
+def measured_chars_per_token(tokenizer_dir: Path, request: PlanRequest) -> float:
+    """The figure `chatplan tokenizer eval` saved beside the tokenizer, refused when that tokenizer's
+    vocabulary is not the plan's (compared before any padding: a figure for 8,192 tokens says nothing
+    about a 65,536-token plan)."""
+    from chatplan.request import resolve
     from chatplan.tokenizer.evaluate import EVAL_FILE
 
     path = Path(tokenizer_dir) / EVAL_FILE
     try:
-        value = float(json.loads(path.read_text())["chars_per_token"])
+        doc = json.loads(path.read_text())
+        value = float(doc["chars_per_token"])
     except (OSError, KeyError, ValueError, TypeError):
         raise InvalidInput(f"--tokenizer {str(tokenizer_dir)!r} has no measured chars/token ({path.name}); "
                            "run `chatplan tokenizer eval` first") from None
+    vocab = doc.get("vocab_size")
+    planned = resolve(request)[0].vocab_size
+    if vocab is not None and vocab != planned:
+        raise InvalidInput(f"--tokenizer {str(tokenizer_dir)!r} has {vocab:,} tokens but the plan's vocabulary is "
+                           f"{planned:,}: measure a tokenizer of the plan's vocabulary, or pass --vocab-size {vocab}")
     return value
 
 
