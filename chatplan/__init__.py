@@ -8,11 +8,10 @@
 The planner is pure Python: importing it never imports torch, rich, pyarrow or httpx.
 """
 
-__version__ = "0.2.0"  # the one place the version is written (pyproject.toml reads it)
-
-from chatplan.errors import ChatplanError, InvalidInput, RequirementFailed, RuntimeFailure  # noqa: E402
-from chatplan.plan import Plan, plan  # noqa: E402
-from chatplan.request import TIERS, PlanRequest  # noqa: E402
+from chatplan.errors import ChatplanError, InvalidInput, RequirementFailed, RuntimeFailure
+from chatplan.plan import Plan, plan
+from chatplan.request import TIERS, PlanRequest
+from chatplan.version import __version__
 
 __all__ = ["plan", "Plan", "PlanRequest", "TIERS", "ChatplanError", "InvalidInput", "RequirementFailed",
            "RuntimeFailure", "__version__"]

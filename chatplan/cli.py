@@ -25,7 +25,7 @@ app = typer.Typer(
 
 def _version(value: bool) -> None:
     if value:
-        from chatplan import __version__
+        from chatplan.version import __version__
 
         sys.stdout.write(f"chatplan {__version__}\n")
         raise typer.Exit(0)

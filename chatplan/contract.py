@@ -26,6 +26,7 @@ from chatplan.arch import get_arch
 from chatplan.arch.base import Architecture, ModelShape
 from chatplan.errors import InvalidInput
 from chatplan.precision import ATTENTION_KERNELS, DTYPE_BYTES, Precision
+from chatplan.version import __version__
 
 if TYPE_CHECKING:
     from chatplan.plan import Plan
@@ -35,8 +36,6 @@ REGENERATE = "regenerate it with `chatplan estimate ... --save-plan plan.json` (
 
 
 def chatplan_version() -> str:
-    from chatplan import __version__
-
     return __version__
 
 
@@ -223,6 +222,7 @@ class PlanDoc:
     """plan.json, read and checked: what the trainer and `chatplan run` may use of it."""
 
     raw: dict[str, Any]  # the document as read, to write back unchanged (checkpoint metadata, binding)
+    chatplan_version: str
     arch: Architecture
     shape: ModelShape
     params: dict[str, int]
@@ -302,7 +302,8 @@ def read_plan(doc: Any) -> PlanDoc:
     predictions = {k: _num(doc, f"predictions.{k}", optional=True) for k in PREDICTION_KEYS}
     memory = _int(doc, "memory.weights", 0) + _int(doc, "memory.optimizer_state", 0) * world
     return PlanDoc(
-        raw=doc, arch=arch, shape=shape, params=counts.to_dict(), flops_per_token=fpt, steps=steps,
+        raw=doc, chatplan_version=str(doc.get("chatplan_version", "")), arch=arch, shape=shape,
+        params=counts.to_dict(), flops_per_token=fpt, steps=steps,
         total_batch_size=total, world_size=world, nodes=_int(doc, "parallelism.nodes"),
         nproc_per_node=_int(doc, "parallelism.nproc_per_node"), device_batch_size=B, grad_accum_steps=accum,
         device_type=device_type, gpu=_str(doc, "device.gpu"), precision=precision, optimizer=optimizer,
@@ -391,6 +392,24 @@ def add_run_summary(report: dict[str, Any], doc: PlanDoc, wall_seconds: float, s
     return {**report, "run_wall_seconds": wall_seconds, "samples": samples,
             "plan": {"arch": doc.arch.name, "depth": doc.shape.n_layer, "gpu": doc.gpu, "world_size": doc.world_size,
                      "device_batch_size": doc.device_batch_size, "steps": doc.steps}}
+
+
+@dataclass(frozen=True)
+class RunSummary:
+    """The end-of-run facts of a report, for the lines and Markdown that show them."""
+
+    steps_done: int | None
+    wall_seconds: float | None  # training, in the trainer
+    run_wall_seconds: float | None  # end to end, in `chatplan run`
+    final_loss: float | None
+    final_val_bpb: float | None
+    samples: list[dict]
+
+
+def run_summary(report: dict[str, Any]) -> RunSummary:
+    return RunSummary(steps_done=report.get("steps_done"), wall_seconds=report.get("wall_seconds"),
+                      run_wall_seconds=report.get("run_wall_seconds"), final_loss=report.get("final_loss"),
+                      final_val_bpb=report.get("final_val_bpb"), samples=list(report.get("samples") or []))
 
 
 def achieved(report: dict[str, Any], key: str) -> float | None:

@@ -6,10 +6,11 @@ form of a Plan (plan.json) is written by `chatplan.contract`, the one owner of t
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from chatplan.arch.base import Architecture, ModelShape, ParamCounts
+from chatplan.arch.base import MAX_DEPTH, Architecture, ModelShape, ParamCounts
 from chatplan.batch import grad_accum_for, sequences_per_rank
 from chatplan.calibration import Calibration, CalibrationPoint, calibrated_mfu
 from chatplan.catalog import Catalog, Fleet, builtin_catalog, parse_fleet
@@ -19,7 +20,7 @@ from chatplan.facts import model_facts
 from chatplan.horizon import Horizon, training_horizon
 from chatplan.memory import MemoryEstimate, choose_device_batch, estimate_memory, largest_fitting_batch
 from chatplan.precision import Precision, decide_precision
-from chatplan.request import PlanRequest, Tier, resolve
+from chatplan.request import PlanRequest, Tier, resolve, updated
 from chatplan.timing import StepTime, TimeCost, predict_step, time_and_cost
 
 
@@ -109,10 +110,43 @@ def plan(request: PlanRequest | None = None, *, catalog: Catalog | None = None,
         raise InvalidInput(f"plan(): {e}") from None
     catalog = catalog or builtin_catalog()
     if request.budget is not None:
-        from chatplan.search import plan_for_budget
-
         return plan_for_budget(request, catalog, calibration)
     return plan_one(request, catalog, calibration)
+
+
+def plan_for_budget(request: PlanRequest, catalog: Catalog, calibration: Calibration | None) -> Plan:
+    """The largest valid depth whose predicted pretraining cost is within the budget (dollars).
+
+    Cost grows monotonically with depth (FLOPs grow ~L^4 while MFU moves slowly), so the search walks
+    up the valid depths and stops at the first one over budget, or that no longer fits in memory.
+    """
+    budget = request.budget
+    if isinstance(budget, bool) or not isinstance(budget, (int, float)) or not (budget > 0
+                                                                              and math.isfinite(budget)):
+        raise InvalidInput(f"budget must be a positive finite number of dollars, got {budget!r}")
+    if request.depth is not None or request.tier is not None:
+        raise InvalidInput("--budget chooses the depth: drop --depth / --tier")
+    resolved, arch, _ = resolve(replace(request, budget=None, depth=1))
+    best: Plan | None = None
+    over: Plan | None = None
+    for depth in range(1, MAX_DEPTH + 1):
+        if not arch.is_valid_depth(depth, resolved.aspect_ratio, resolved.head_dim, resolved.kv_heads):  # type: ignore[arg-type]
+            continue
+        try:
+            candidate = plan_one(replace(request, budget=None, depth=depth), catalog, calibration)
+        except RequirementFailed:
+            break  # deeper models need even more memory
+        if candidate.time.cost_usd > budget:
+            over = candidate
+            break
+        best = candidate
+    if best is None:
+        cheapest = f"depth {over.depth} costs ${over.time.cost_usd:,.2f}" if over else "no depth fits in memory"
+        raise RequirementFailed(f"budget ${budget:,.2f} buys no model on this fleet: {cheapest}")
+    choice = BudgetChoice(float(budget), best.depth, best.time.cost_usd, over.depth if over else None,
+                          over.time.cost_usd if over else None)
+    return replace(best, budget=choice, request=replace(best.request, budget=float(budget)))
+
 
 
 def plan_one(request: PlanRequest, catalog: Catalog, calibration: Calibration | None) -> Plan:
@@ -127,10 +161,11 @@ def plan_one(request: PlanRequest, catalog: Catalog, calibration: Calibration | 
                              r.window_pattern)
     if tier is not None and tier.one_micro_batch:  # one device batch on every rank: accumulation 1
         tokens = r.device_batch_size * shape.sequence_len * world  # type: ignore[operator]
-        r = replace(r, total_batch_size=tokens, eval_tokens=tokens)
+        r = updated(r, total_batch_size=tokens, eval_tokens=tokens)
     batch_source = "user" if r.total_batch_size is not None else "auto"
     total_batch = r.total_batch_size or arch.default_total_batch_size(shape)
-    r = replace(r, total_batch_size=total_batch)
+    if r.total_batch_size is None:
+        r = updated(r, total_batch_size=total_batch)
     counts = arch.param_counts(shape)
     fpt = arch.flops_per_token(shape, counts)
     horizon = training_horizon(counts.scaling, fpt, total_batch, r.steps, r.target_flops, r.data_ratio)  # type: ignore[arg-type]
@@ -163,9 +198,8 @@ def plan_one(request: PlanRequest, catalog: Catalog, calibration: Calibration | 
                 f"context (--seq-len), or a smaller depth")
         memory = chosen
         device_batch_source = "auto"
-        fits = largest_fitting_batch(facts, capacity)
-        if fits > memory.device_batch_size and memory.device_batch_size == seqs:
-            notes.append(f"device batch {memory.device_batch_size}: a batch of up to {fits} would fit in memory, but "
+        if memory.device_batch_size == seqs and (fits := largest_fitting_batch(facts, capacity)) > seqs:
+            notes.append(f"device batch {seqs}: a batch of up to {fits} would fit in memory, but "
                          f"the total batch of {total_batch:,} tokens is only {seqs} sequences per GPU "
                          f"({shape.sequence_len:,} tokens each on {world} GPUs); a larger one would not divide it")
     parallelism = Parallelism(world, fleet.nodes, fleet.gpus_per_node, memory.device_batch_size,

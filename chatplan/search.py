@@ -1,50 +1,15 @@
-"""Many plans, one answer: the largest depth a budget buys, and fleets ranked by cost or time."""
+"""Many plans, one answer: fleets ranked by cost or time, and the fit grid."""
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
 
-from chatplan.arch.base import MAX_DEPTH
 from chatplan.calibration import Calibration
 from chatplan.catalog import Catalog
 from chatplan.errors import InvalidInput, RequirementFailed
-from chatplan.plan import BudgetChoice, Plan, plan_one
+from chatplan.plan import Plan
 from chatplan.request import PlanRequest, resolve
-
-
-def plan_for_budget(request: PlanRequest, catalog: Catalog, calibration: Calibration | None) -> Plan:
-    """The largest valid depth whose predicted pretraining cost is within the budget (dollars).
-
-    Cost grows monotonically with depth (FLOPs grow ~L^4 while MFU moves slowly), so the search walks
-    up the valid depths and stops at the first one over budget, or that no longer fits in memory.
-    """
-    budget = request.budget
-    if isinstance(budget, bool) or not isinstance(budget, (int, float)) or not (budget > 0 and math.isfinite(budget)):
-        raise InvalidInput(f"budget must be a positive finite number of dollars, got {budget!r}")
-    if request.depth is not None or request.tier is not None:
-        raise InvalidInput("--budget chooses the depth: drop --depth / --tier")
-    resolved, arch, _ = resolve(replace(request, budget=None, depth=1))
-    best: Plan | None = None
-    over: Plan | None = None
-    for depth in range(1, MAX_DEPTH + 1):
-        if not arch.is_valid_depth(depth, resolved.aspect_ratio, resolved.head_dim, resolved.kv_heads):  # type: ignore[arg-type]
-            continue
-        try:
-            candidate = plan_one(replace(request, budget=None, depth=depth), catalog, calibration)
-        except RequirementFailed:
-            break  # deeper models need even more memory
-        if candidate.time.cost_usd > budget:
-            over = candidate
-            break
-        best = candidate
-    if best is None:
-        cheapest = f"depth {over.depth} costs ${over.time.cost_usd:,.2f}" if over else "no depth fits in memory"
-        raise RequirementFailed(f"budget ${budget:,.2f} buys no model on this fleet: {cheapest}")
-    choice = BudgetChoice(float(budget), best.depth, best.time.cost_usd, over.depth if over else None,
-                          over.time.cost_usd if over else None)
-    return replace(best, budget=choice, request=replace(best.request, budget=float(budget)))
-
 
 DEFAULT_COUNTS = (1, 8, 16, 32, 64)
 

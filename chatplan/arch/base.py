@@ -43,11 +43,22 @@ class ModelShape:
     def kv_dim(self) -> int:
         return self.n_kv_head * self.head_dim
 
+    def __hash__(self) -> int:
+        # shapes key the architecture's caches (a dozen look-ups per plan): hash the tuples once
+        h = self.__dict__.get("_hash")
+        if h is None:
+            h = hash(tuple(self.__dict__[f] for f in _SHAPE_FIELDS))
+            object.__setattr__(self, "_hash", h)
+        return h
+
     def to_dict(self) -> dict:
         d = asdict(self)
         d["window_sizes"] = list(self.window_sizes)
         d["value_embed_layers"] = list(self.value_embed_layers)
         return d
+
+
+_SHAPE_FIELDS = tuple(f for f in ModelShape.__dataclass_fields__)
 
 
 @dataclass(frozen=True)

@@ -11,8 +11,10 @@
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 from chatplan.arch.base import Architecture, Dataset, Defaults, MemoryTerms, ModelShape, ParamCounts, StepTerms
 from chatplan.layout import (
@@ -187,14 +189,16 @@ class Nanochat2025(Architecture):
                           sequence_len=seq_len, mlp_hidden=4 * n_embd, window_sizes=(seq_len,) * depth,
                           value_embed_layers=(), aspect_ratio=aspect_ratio, window_pattern="L")
 
+    @functools.lru_cache(maxsize=512)  # noqa: B019 - the architecture is a frozen, immortal value
     def param_shapes(self, shape: ModelShape) -> dict[str, tuple[int, ...]]:
         shapes: dict[str, tuple[int, ...]] = {"transformer.wte.weight": (shape.padded_vocab_size, shape.n_embd)}
         for layer in range(shape.n_layer):
             for name, dims in block_matrix_shapes(shape):
                 shapes[f"transformer.h.{layer}.{name}.weight"] = dims
         shapes["lm_head.weight"] = (shape.padded_vocab_size, shape.n_embd)
-        return shapes
+        return MappingProxyType(shapes)  # cached and shared: read-only
 
+    @functools.lru_cache(maxsize=512)  # noqa: B019
     def param_counts(self, shape: ModelShape) -> ParamCounts:
         embed = shape.padded_vocab_size * shape.n_embd
         blocks = [(key, shape.n_layer * r * c) for key, (_, (r, c)) in zip(BLOCK_GROUPS, block_matrix_shapes(shape))]
@@ -209,6 +213,7 @@ class Nanochat2025(Architecture):
         # scores and values over the full context T in every layer, no causal halving (SPEC §3)
         return 12 * shape.n_layer * shape.n_head * shape.head_dim * shape.sequence_len
 
+    @functools.lru_cache(maxsize=512)  # noqa: B019
     def default_total_batch_size(self, shape: ModelShape) -> int:
         return TOTAL_BATCH_SIZE
 

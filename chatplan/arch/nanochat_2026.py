@@ -19,8 +19,10 @@ operation order, so that Python's round-half-to-even and the printed digits come
 
 from __future__ import annotations
 
+import functools
 import math
 from dataclasses import dataclass, field
+from types import MappingProxyType
 
 from chatplan.arch import nanochat_2026_terms as terms
 from chatplan.arch.base import Architecture, Dataset, Defaults, MemoryTerms, ModelShape, ParamCounts, StepTerms
@@ -276,6 +278,7 @@ class Nanochat2026(Architecture):
             value_embed_layers=value_embed_layers(depth), aspect_ratio=aspect_ratio, window_pattern=pattern)
 
     # --- parameters and FLOPs (§2, §4) ---------------------------------------------------------------
+    @functools.lru_cache(maxsize=512)  # noqa: B019 - the architecture is a frozen, immortal value
     def param_shapes(self, shape: ModelShape) -> dict[str, tuple[int, ...]]:
         """Every tensor by nanochat's name, in `model.named_parameters()` order (the GPT module's own
         parameters, then transformer.wte, the blocks, lm_head, smear_gate, value_embeds). Linear
@@ -304,8 +307,9 @@ class Nanochat2026(Architecture):
         shapes["smear_gate.weight"] = (1, SMEAR_GATE_CHANNELS)
         for i in shape.value_embed_layers:
             shapes[f"value_embeds.{i}.weight"] = (v, kv_dim)
-        return shapes
+        return MappingProxyType(shapes)  # cached and shared: read-only
 
+    @functools.lru_cache(maxsize=512)  # noqa: B019
     def param_counts(self, shape: ModelShape) -> ParamCounts:
         """num_scaling_params()'s groups and keys, in its printed order, summed from the tensor shapes."""
         shapes = self.param_shapes(shape)
@@ -334,6 +338,7 @@ class Nanochat2026(Architecture):
         return sum(per_position * min(w, shape.sequence_len) for w in shape.window_sizes)
 
     # --- the d12 reference the batch and weight-decay rules scale from (§6) -------------------------
+    @functools.lru_cache(maxsize=512)  # noqa: B019
     def reference_scaling_params(self, shape: ModelShape) -> int:
         """N_s of base_train's build_model_meta(12): the same aspect ratio, head dim, vocabulary, context
         and window pattern, kv = heads (base_train never sets GQA). Context and pattern change no
@@ -344,6 +349,7 @@ class Nanochat2026(Architecture):
         return self.param_counts(reference).scaling
 
     # --- horizon, batch, optimizer (§6, §7) ----------------------------------------------------------
+    @functools.lru_cache(maxsize=512)  # noqa: B019
     def default_total_batch_size(self, shape: ModelShape) -> int:
         """§6: 2**round(log2(2^19·(N_s(L)/N_s(d12))**0.383)); the horizon ratio cancels, so the default
         ratio is used (independent of --target-param-data-ratio / steps / target FLOPs)."""
@@ -381,7 +387,7 @@ class Nanochat2026(Architecture):
             "unembedding_lr": unembedding_lr,
             "scalar_lr": scalar_lr,
             "adamw_groups": self._adamw_groups(shapes, unembedding_lr, embedding_lr, scalar_lr, dm),
-            "muon_groups": self._muon_groups(shapes, matrix_lr, wd),
+            "muon_groups": self._muon_groups(self.muon_members(shape), matrix_lr, wd),
             "adamw_weight_decay": "decoupled, p *= 1 - lr_t*wd before the moment update (scheduled lr, constant wd)",
             "muon_weight_decay": wd,
             "muon_weight_decay_schedule": "cosine to 0: wd * 0.5 * (1 + cos(pi * step / num_iterations))",
@@ -423,17 +429,23 @@ class Nanochat2026(Architecture):
             group("smear", ["smear_gate.weight", "smear_lambda", "backout_lambda"], SMEAR_LR, (0.8, 0.95), 0.0),
         ]
 
+    @functools.lru_cache(maxsize=512)  # noqa: B019
+    def muon_members(self, shape: ModelShape) -> tuple[tuple[tuple[int, ...], tuple[str, ...]], ...]:
+        """Muon's shape groups, sorted by shape as setup_optimizer does, members in registration order."""
+        shapes = self.param_shapes(shape)
+        return tuple((dims, tuple(n for n, d in shapes.items() if is_muon_tensor(n) and d == dims))
+                     for dims in sorted({d for n, d in shapes.items() if is_muon_tensor(n)}))
+
     @staticmethod
-    def _muon_groups(shapes: dict[str, tuple[int, ...]], matrix_lr: float, weight_decay: float) -> list[dict]:
-        """One Muon group per block-matrix shape, sorted by shape as setup_optimizer does, members in
-        registration order."""
+    def _muon_groups(members, matrix_lr: float, weight_decay: float) -> list[dict]:
+        """One Muon group per block-matrix shape."""
         groups = []
-        for dims in sorted({d for n, d in shapes.items() if is_muon_tensor(n)}):
+        for dims, names in members:
             rows, cols = dims
             factor = max(1.0, rows / cols) ** 0.5
             groups.append({
                 "name": f"muon_{rows}x{cols}", "shape": [rows, cols],
-                "params": [n for n, d in shapes.items() if is_muon_tensor(n) and d == dims],
+                "params": list(names),
                 "lr": matrix_lr, "lr_shape_factor": factor, "effective_lr": matrix_lr * factor,
                 "ns_steps": NS_STEPS, "beta2": MUON_BETA2, "weight_decay": weight_decay,
                 # NorMuon keeps per-row statistics for tall/square matrices, per-column for wide ones
@@ -469,6 +481,7 @@ class Nanochat2026(Architecture):
         return terms.step_terms(self.param_shapes(shape), shape, world_size, precision, is_muon_tensor,
                                 is_linear_weight, self.attention_flops_per_token(shape))
 
+    @functools.lru_cache(maxsize=512)  # noqa: B019
     def check_world_size(self, shape: ModelShape, world_size: int) -> str | None:
         """MuonAdamW reduce-scatters every AdamW tensor of >= 1,024 elements along dim 0 and asserts
         shape[0] % world_size == 0 (§10): wte, value_embeds and lm_head (V_pad rows), and the lambdas

@@ -11,7 +11,7 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from chatplan.calibration import CalibrationPoint
-from chatplan.contract import PlanDoc, achieved, add_run_summary, load_plan, load_report, report_pairs
+from chatplan.contract import PlanDoc, achieved, add_run_summary, load_plan, load_report, report_pairs, run_summary
 from chatplan.errors import InvalidInput, RuntimeFailure
 from chatplan.files import write_json_atomic
 from chatplan.runner.launch import child_env
@@ -55,15 +55,16 @@ def report_rows(report: dict) -> list[list[str]]:
 def report_markdown(report: dict, doc: PlanDoc) -> str:
     from tabulate import tabulate
 
+    s = run_summary(report)
     lines = [f"# chatplan run report: d{doc.shape.n_layer} on {doc.world_size} x {doc.gpu}", "",
              tabulate(report_rows(report), headers=["", "achieved", "predicted", "relative error"],
                       tablefmt="github"), "",
-             f"Steps run: {report.get('steps_done')}; wall time {report['run_wall_seconds']:.1f} s "
-             f"(training {report.get('wall_seconds', 0):.1f} s); final loss {report.get('final_loss')}; "
-             f"validation bpb {report.get('final_val_bpb')}.", ""]
-    if report["samples"]:
+             f"Steps run: {s.steps_done}; wall time {s.run_wall_seconds or 0:.1f} s "
+             f"(training {s.wall_seconds or 0:.1f} s); final loss {s.final_loss}; "
+             f"validation bpb {s.final_val_bpb}.", ""]
+    if s.samples:
         lines += ["## Samples (greedy)", ""]
-        lines += [f"- **{s['prompt']}**{s['completion']}" for s in report["samples"]]
+        lines += [f"- **{x['prompt']}**{x['completion']}" for x in s.samples]
     return "\n".join(lines) + "\n"
 
 
@@ -99,7 +100,7 @@ def point_from_run(run_dir: str | os.PathLike) -> CalibrationPoint:
     return CalibrationPoint(
         gpu=doc.gpu, device_type=doc.device_type, world_size=doc.world_size, depth=doc.shape.n_layer,
         device_batch_size=doc.device_batch_size, seq_len=doc.shape.sequence_len, vocab_size=doc.shape.vocab_size,
-        mfu=float(mfu), chatplan_version=str(doc.raw.get("chatplan_version", "")), arch=doc.arch.name,
+        mfu=float(mfu), chatplan_version=doc.chatplan_version, arch=doc.arch.name,
         peak_allocated_gib=achieved(report, "memory_gib.max_allocated"),
         peak_reserved_gib=achieved(report, "memory_gib.max_reserved"),
         device_used_gib=achieved(report, "memory_gib.device_used"),
