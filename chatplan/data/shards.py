@@ -81,10 +81,6 @@ def shard_problem(path: str | os.PathLike) -> str | None:
     return None
 
 
-def is_valid_shard(path: str | os.PathLike) -> bool:
-    return shard_problem(path) is None
-
-
 def write_shard(path: str | os.PathLike, docs: Sequence[str], row_group_docs: int = ROW_GROUP_DOCS) -> None:
     """Write documents as a shard with the reference settings (atomic: temp file, then rename).
 
