@@ -6,10 +6,10 @@ import base64
 import hashlib
 import json
 import re
+import resource
 import shutil
 import subprocess
 import sys
-import time
 
 import pytest
 from httpserver import ROOT, run_cli
@@ -50,11 +50,19 @@ def tok512(tmp_path_factory, train_texts):
     return train_tokenizer(train_texts, 512, tmp_path_factory.mktemp("tok512"))
 
 
+def cpu_seconds() -> float:
+    """CPU time of this process, all threads (rustbpe's included): the work done, which other
+    processes on a shared box do not stretch the way they stretch the wall clock."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
 @pytest.fixture(scope="module")
 def tok8k(tmp_path_factory, train_texts):
-    t0 = time.perf_counter()
+    cpu0 = cpu_seconds()
     tok = train_tokenizer(train_texts, 8192, tmp_path_factory.mktemp("tok8k"))
-    assert time.perf_counter() - t0 < 10  # "in seconds" on the 2-core CI box
+    # "in seconds": 0.22 CPU s measured on the 2-core dev box; the bar leaves room for slower CPUs.
+    assert cpu_seconds() - cpu0 < 10
     return tok
 
 
