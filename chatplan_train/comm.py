@@ -1,13 +1,47 @@
-"""Small JSON-able collectives. torch's *_object collectives need numpy, which chatplan does not
-depend on; these send UTF-8 JSON in byte tensors instead (for a few KB of metadata, not tensors)."""
+"""The process's place in the run (Runtime, from torchrun's environment) and small JSON-able
+collectives. torch's *_object collectives need numpy, which chatplan does not depend on; these send
+UTF-8 JSON in byte tensors instead (for a few KB of metadata, not tensors)."""
 
 from __future__ import annotations
 
 import json
+import os
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.distributed as dist
+
+from chatplan.errors import InvalidInput
+
+
+@dataclass(frozen=True)
+class Runtime:
+    rank: int
+    local_rank: int
+    world_size: int
+    device: torch.device
+
+    @property
+    def master(self) -> bool:
+        return self.rank == 0
+
+
+def init_runtime(device_type: str) -> Runtime:
+    """torch.distributed from the environment torchrun sets (RANK, WORLD_SIZE, MASTER_ADDR, ...)."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
+    if device_type == "cuda":
+        if not torch.cuda.is_available():
+            raise InvalidInput("the plan is for CUDA but torch sees no GPU")
+        torch.cuda.set_device(local_rank)
+        device = torch.device("cuda", local_rank)
+    else:
+        device = torch.device("cpu")
+    if world > 1 and not dist.is_initialized():
+        dist.init_process_group("nccl" if device_type == "cuda" else "gloo",
+                                device_id=device if device_type == "cuda" else None)
+    return Runtime(rank, local_rank, world, device)
 
 
 def _device() -> torch.device:

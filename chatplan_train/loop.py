@@ -1,4 +1,7 @@
-"""The training loop: steps, evaluation, metrics, checkpoints, the end-of-run report.
+"""The training loop: steps, evaluation, checkpoints and the end-of-run report, read top to bottom in run().
+
+Metrics live in metrics.py, choosing/restoring/saving checkpoints in resume.py, the process's place in
+the run (Runtime) in comm.py.
 
 One iteration of the loop at step s (s optimizer updates done so far):
   1. evaluate validation bpb when s == 0, s % eval_every == 0, or s is the last step
@@ -10,11 +13,9 @@ One iteration of the loop at step s (s optimizer updates done so far):
 from __future__ import annotations
 
 import contextlib
-import json
 import math
 import os
 import signal
-import sys
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -26,46 +27,23 @@ import torch.distributed as dist
 
 from chatplan.errors import InvalidInput
 from chatplan_train import checkpoint as ckpt
-from chatplan_train.comm import all_gather_json, broadcast_json
+from chatplan_train import resume
+from chatplan_train.comm import Runtime, all_gather_json, broadcast_json, init_runtime  # noqa: F401 - the entry's API
 from chatplan_train.config import TrainConfig
 from chatplan_train.cpu_peak import cpu_peak_flops, pin_threads
 from chatplan_train.loader import Position, Prefetcher, TokenizerLike, validation_windows, windows
-from chatplan_train.model import GPT, build_model
+from chatplan_train.metrics import Metrics
+from chatplan_train.model import build_model
 from chatplan_train.optim import ShardedOptimizer
 from chatplan_train.report import build_report, checked_mfu, render_report
 
 SEED = 42
+GIB = 2**30
+# Threads the data loader's tokenizer encodes with: batch encoding scales to about four, and more would
+# take cores from training.
+TOKENIZER_THREADS = 4
 EMA_BETA = 0.9
 KILL_HOOK = "CHATPLAN_TEST_KILL_AFTER_CHECKPOINT"  # tests: SIGKILL right after this step's checkpoint
-
-
-@dataclass(frozen=True)
-class Runtime:
-    rank: int
-    local_rank: int
-    world_size: int
-    device: torch.device
-
-    @property
-    def master(self) -> bool:
-        return self.rank == 0
-
-
-def init_runtime(device_type: str) -> Runtime:
-    """torch.distributed from the environment torchrun sets (RANK, WORLD_SIZE, MASTER_ADDR, ...)."""
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
-    if device_type == "cuda":
-        if not torch.cuda.is_available():
-            raise InvalidInput("the plan is for CUDA but torch sees no GPU")
-        torch.cuda.set_device(local_rank)
-        device = torch.device("cuda", local_rank)
-    else:
-        device = torch.device("cpu")
-    if world > 1 and not dist.is_initialized():
-        dist.init_process_group("nccl" if device_type == "cuda" else "gloo",
-                                device_id=device if device_type == "cuda" else None)
-    return Runtime(rank, local_rank, world, device)
 
 
 def autocast_for(cfg: TrainConfig, device: torch.device) -> Callable[[], contextlib.AbstractContextManager]:
@@ -133,78 +111,6 @@ def evaluate_bpb(model: torch.nn.Module, batches: list, token_bytes: torch.Tenso
     return (totals[0] / (math.log(2) * totals[1])).item() if totals[1] > 0 else float("nan")
 
 
-class Metrics:
-    """metrics.jsonl (rank 0) and the console: Rich progress bar with ETA on a TTY, else plain lines."""
-
-    def __init__(self, path: Path, enabled: bool, total: int, start: int, resume: bool):
-        self.enabled, self.total = enabled, total
-        self.file = None
-        self.progress = None
-        self.every = 1 if total <= 100 else max(1, total // 100)
-        if not enabled:
-            return
-        path.parent.mkdir(parents=True, exist_ok=True)
-        if resume and path.exists():  # drop what the interrupted run logged past its checkpoint
-            kept = [line for line in path.read_text().splitlines() if _row_before(line, start)]
-            path.write_text("".join(line + "\n" for line in kept))
-        elif not resume:
-            path.unlink(missing_ok=True)
-        self.file = open(path, "a", buffering=1)
-        if sys.stdout.isatty():
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
-
-            self.progress = Progress(TextColumn("train"), BarColumn(), MofNCompleteColumn(),
-                                     TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
-                                     TextColumn("{task.fields[info]}"))
-            self.task = self.progress.add_task("train", total=total, completed=start, info="")
-            self.progress.start()
-
-    def log(self, row: dict) -> None:
-        if self.file is not None:
-            self.file.write(json.dumps(row) + "\n")
-
-    def say(self, text: str) -> None:
-        if not self.enabled:
-            return
-        if self.progress is not None:
-            self.progress.console.print(text)
-        else:
-            print(text, flush=True)
-
-    def step(self, row: dict) -> None:
-        self.log(row)
-        if not self.enabled:
-            return
-        info = (f"loss {row['loss']:.4f} | lr x{row['lr_mult']:.3f} | {row['ms']:.0f} ms | "
-                f"{row['tok_per_s']:,.0f} tok/s" + (f" | MFU {row['mfu']:.1%}" if row.get("mfu") else ""))
-        if self.progress is not None:
-            self.progress.update(self.task, completed=row["step"] + 1, info=info)
-        elif (row["step"] + 1) % self.every == 0 or row["step"] == 0 or row["step"] + 1 == self.total:
-            print(f"step {row['step'] + 1:>6}/{self.total} | {info}", flush=True)
-
-    def close(self) -> None:
-        if self.progress is not None:
-            self.progress.stop()
-        if self.file is not None:
-            self.file.close()
-
-
-def _row_before(line: str, step: int) -> bool:
-    """A metrics row logged before `step` (rows without a step are kept; a line cut short by a
-    kill -9 is dropped)."""
-    try:
-        return json.loads(line).get("step", -1) < step
-    except (ValueError, AttributeError):
-        return False
-
-
 def _signal_flag() -> dict:
     flag: dict[str, int | None] = {"signal": None}
 
@@ -214,45 +120,6 @@ def _signal_flag() -> dict:
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, handler)
     return flag
-
-
-def _choose_checkpoint(rt: Runtime, out_dir: Path, metrics: Callable[[str], None]) -> Path | None:
-    """Rank 0 verifies (SHA-256 of every file) and picks; the others take its word."""
-    choice = None
-    if rt.master:
-        d, skipped = ckpt.latest_complete(out_dir)
-        for why in skipped:
-            metrics(f"skipping checkpoint {why}")
-        choice = str(d) if d else None
-    if rt.world_size > 1:
-        choice = broadcast_json(choice)
-    return Path(choice) if choice else None
-
-
-def _restore(cfg: TrainConfig, rt: Runtime, d: Path, model: GPT, opt: ShardedOptimizer,
-             say: Callable[[str], None]) -> tuple[int, Position, dict]:
-    manifest = ckpt.read_manifest(d)
-    meta = ckpt.load_meta(d)
-    if meta.get("shape") != cfg.shape.to_dict():
-        raise InvalidInput(f"checkpoint {d} is for a different model than this plan")
-    model.load_state_dict(ckpt.load_model_state(d))  # copies into the flat buffers in place
-    old_world = manifest["world_size"]
-    if old_world == rt.world_size:
-        mine = torch.load(d / ckpt.rank_file(rt.rank), map_location="cpu", weights_only=True)
-        opt.load_state_shards(mine["optimizer"])
-        position = Position(**mine["data"])
-        torch.set_rng_state(mine["rng"]["torch"])
-        if rt.device.type == "cuda" and "cuda" in mine["rng"]:
-            torch.cuda.set_rng_state(mine["rng"]["cuda"])
-    else:  # re-shard: the owners under the new world size take their state from the union of old shards
-        states = ckpt.load_rank_states(d, manifest)
-        union = {k: v for s in states for k, v in s["optimizer"].items()}
-        opt.load_state_shards(union)
-        furthest = max((Position(**s["data"]) for s in states), key=lambda p: (p.epoch, p.shard))
-        position = Position(furthest.epoch, furthest.shard + 1, -1, 0)
-        say(f"resuming a {old_world}-rank checkpoint on {rt.world_size} ranks: optimizer state re-sharded; "
-            f"data continues at training shard {position.shard} (the rest of partly read shards is skipped)")
-    return manifest["step"], position, meta.get("loop", {})
 
 
 def run(cfg: TrainConfig, rt: Runtime, tokenizer: TokenizerLike, train_paths: list[Path],
@@ -303,11 +170,11 @@ def run(cfg: TrainConfig, rt: Runtime, tokenizer: TokenizerLike, train_paths: li
     start, position, loop_state = 0, Position(), {}
     say = print if rt.master else (lambda text: None)
     if cfg.resume:
-        d = _choose_checkpoint(rt, out_dir, say)
+        d = resume.choose_checkpoint(rt, out_dir, say)
         if d is None:
             say(f"no complete checkpoint in {out_dir / ckpt.CHECKPOINTS}: starting from step 0")
         else:
-            start, position, loop_state = _restore(cfg, rt, d, model, opt, say)
+            start, position, loop_state = resume.restore(cfg, rt, d, model, opt, say)
             say(f"resumed from {d} (step {start})")
             saved_threads = loop_state.get("threads_per_rank")
             if saved_threads is not None and saved_threads != local_threads:
@@ -320,7 +187,7 @@ def run(cfg: TrainConfig, rt: Runtime, tokenizer: TokenizerLike, train_paths: li
     autocast = autocast_for(cfg, device)
 
     B, T, accum = cfg.device_batch_size, cfg.seq_len, cfg.grad_accum_steps
-    threads_tok = max(1, min(4, os.cpu_count() or 1))
+    threads_tok = max(1, min(TOKENIZER_THREADS, os.cpu_count() or 1))
     source = windows(tokenizer, train_paths, B, T, rt.rank, W, start=position, num_threads=threads_tok)
     if device.type == "cuda":
         source = ((x.pin_memory(), y.pin_memory(), p) for x, y, p in source)
@@ -356,7 +223,7 @@ def run(cfg: TrainConfig, rt: Runtime, tokenizer: TokenizerLike, train_paths: li
                              "seconds": time.perf_counter() - t0})
                 metrics.say(f"step {step:>6}/{cfg.steps} | val bpb {last_bpb:.4f}")
             if step > start and (last or stop or (cfg.save_every > 0 and step % cfg.save_every == 0)):
-                _save(cfg, rt, out_dir, step, model, opt, position, {"ema": ema, "last_loss": last_loss,
+                resume.save(cfg, rt, out_dir, step, model, opt, position, {"ema": ema, "last_loss": last_loss,
                                                                        "last_bpb": last_bpb,
                                                                        "threads_per_rank": local_threads})
                 metrics.log({"type": "checkpoint", "step": step})
@@ -382,7 +249,7 @@ def run(cfg: TrainConfig, rt: Runtime, tokenizer: TokenizerLike, train_paths: li
                    "tok_per_s": tok_s, "mfu": checked_mfu(fpt * tok_s, peak_flops)[0],
                    "tokens": (step + 1) * tokens_per_step}
             if device.type == "cuda":
-                row["max_allocated_gib"] = torch.cuda.max_memory_allocated(device) / 2**30
+                row["max_allocated_gib"] = torch.cuda.max_memory_allocated(device) / GIB
             if not math.isfinite(loss):
                 metrics.step(row)
                 raise FloatingPointError(f"loss is {loss} at step {step}")
@@ -400,9 +267,9 @@ def run(cfg: TrainConfig, rt: Runtime, tokenizer: TokenizerLike, train_paths: li
     memory = None
     if device.type == "cuda":
         free, total = torch.cuda.mem_get_info(device)
-        memory = {"max_allocated_gib": torch.cuda.max_memory_allocated(device) / 2**30,
-                  "max_reserved_gib": torch.cuda.max_memory_reserved(device) / 2**30,
-                  "device_used_gib": (total - free) / 2**30}
+        memory = {"max_allocated_gib": torch.cuda.max_memory_allocated(device) / GIB,
+                  "max_reserved_gib": torch.cuda.max_memory_reserved(device) / GIB,
+                  "device_used_gib": (total - free) / GIB}
     report = build_report(cfg.doc, step_seconds=step_seconds, tokens_per_step=tokens_per_step,
                           flops_per_token=fpt, peak_flops=peak_flops, peak_method=peak_method, world_size=W,
                           wall_seconds=time.perf_counter() - t_wall, steps_done=step, memory=memory,
@@ -417,16 +284,3 @@ def run(cfg: TrainConfig, rt: Runtime, tokenizer: TokenizerLike, train_paths: li
             metrics.say(line)
     metrics.close()
     return (report if rt.master else None), exit_code
-
-
-def _save(cfg: TrainConfig, rt: Runtime, out_dir: Path, step: int, model: GPT, opt: ShardedOptimizer,
-          position: Position, loop_state: dict) -> None:
-    rng = {"torch": torch.get_rng_state()}
-    if rt.device.type == "cuda":
-        rng["cuda"] = torch.cuda.get_rng_state(rt.device)
-    rank_state = {"step": step, "optimizer": opt.state_shard(), "data": position.to_dict(), "rng": rng}
-    meta = {"step": step, "world_size": rt.world_size, "plan": cfg.doc.raw, "shape": cfg.shape.to_dict(),
-            "loop": loop_state,
-            "owners": opt.owners} if rt.master else None
-    ckpt.save_checkpoint(out_dir, step, rt.rank, rt.world_size, rank_state,
-                         model_state=model.state_dict() if rt.master else None, meta=meta)
