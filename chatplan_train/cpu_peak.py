@@ -45,6 +45,8 @@ from typing import Any
 
 import torch
 
+from chatplan.paths import cache_dir
+
 N = 2048
 WARMUP = 3
 REPEATS = 10
@@ -132,11 +134,9 @@ def quick_measure(threads: int) -> float:
 
 
 def cache_path() -> Path:
-    """CHATPLAN_CACHE_DIR, else CHATPLAN_HOME (which moves all of chatplan's files), else
-    $XDG_CACHE_HOME/chatplan, else ~/.cache/chatplan; the file is cpu_peak.json in it."""
-    root = (os.environ.get("CHATPLAN_CACHE_DIR") or os.environ.get("CHATPLAN_HOME")
-            or os.path.join(os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "chatplan"))
-    return Path(root).expanduser() / "cpu_peak.json"
+    """cpu_peak.json in chatplan.paths.cache_dir(): $CHATPLAN_CACHE_DIR, else $CHATPLAN_HOME (default
+    ~/.cache/chatplan), the one rule every chatplan file follows."""
+    return cache_dir().expanduser() / "cpu_peak.json"
 
 
 def _cpu_name() -> str:

@@ -12,7 +12,7 @@ import math
 import statistics
 from typing import Any
 
-from chatplan.contract import PlanDoc, pair
+from chatplan.contract import PlanDoc, pair, report_pairs, run_summary
 
 WARMUP_STEPS = 2
 
@@ -81,18 +81,17 @@ def _fmt(value: float | None, spec: str) -> str:
 
 
 def render_report(report: dict[str, Any]) -> list[str]:
-    """Plain lines for the end of a run: achieved next to predicted."""
-    rows = [("tok/s", "tokens_per_second", ",.0f"), ("step s", "step_seconds", ".3f"),
-            ("MFU", "mfu", ".1%"), ("train h (full)", "train_hours_full_horizon", ",.2f"),
-            ("cost $ (full)", "cost_usd_full_horizon", ",.0f")]
-    lines = [f"{'':16}{'achieved':>14}{'predicted':>14}"]
-    for label, key, spec in rows:
-        p = report[key]
-        lines.append(f"{label:16}{_fmt(p['achieved'], spec):>14}{_fmt(p['predicted'], spec):>14}")
-    if report["mfu"].get("measurement_error"):
-        lines.append(f"MFU: measurement error: {report['mfu']['measurement_error']}")
-    for key, p in (report.get("memory_gib") or {}).items():
-        lines.append(f"{key + ' GiB':16}{_fmt(p['achieved'], '.2f'):>14}{_fmt(p['predicted'], '.2f'):>14}")
-    lines.append(f"wall {report['wall_seconds']:.1f} s, {report['steps_done']} steps, final loss "
-                 f"{_fmt(report['final_loss'], '.4f')}, val bpb {_fmt(report['final_val_bpb'], '.4f')}")
+    """Plain lines for the end of a run: achieved next to predicted (rows and facts read through the
+    contract's report helpers). A row with a measurement error shows '-' and a line saying why."""
+    lines = [f"{'':28}{'achieved':>14}{'predicted':>14}"]
+    errors = []
+    for label, p, spec in report_pairs(report):
+        spec = ".1%" if label == "MFU" else spec
+        lines.append(f"{label:28}{_fmt(p.get('achieved'), spec):>14}{_fmt(p.get('predicted'), spec):>14}")
+        if p.get("measurement_error"):
+            errors.append(f"{label}: measurement error: {p['measurement_error']}")
+    s = run_summary(report)
+    lines += errors
+    lines.append(f"wall {_fmt(s.wall_seconds, '.1f')} s, {s.steps_done} steps, final loss "
+                 f"{_fmt(s.final_loss, '.4f')}, val bpb {_fmt(s.final_val_bpb, '.4f')}")
     return lines

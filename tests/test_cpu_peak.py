@@ -152,4 +152,5 @@ def test_report_gives_no_mfu_figure_above_100_percent() -> None:
     json.dumps(report, allow_nan=False)  # report.json stays strict JSON
     lines = render_report(report)
     mfu_row = next(line for line in lines if line.startswith("MFU "))
-    assert mfu_row.split()[1] == "-" and any("measurement error" in line for line in lines)
+    assert mfu_row.split()[1] == "-" and "%" not in mfu_row.split()[1]
+    assert any(line.startswith("MFU: measurement error: ") for line in lines)
