@@ -46,6 +46,7 @@ COMMANDS = {
     "compare": ("chatplan.commands.compare", "compare"),
     "run": ("chatplan.commands.run", "run"),
     "calibrate": ("chatplan.commands.calibrate", "calibrate"),
+    "validate": ("chatplan.commands.validate", "validate"),
 }
 SUBAPPS = {"data": "chatplan.data.cli", "tokenizer": "chatplan.tokenizer.cli"}
 _registered: set[str] = set()

@@ -252,3 +252,14 @@ def compare_table(docs: list[dict], by: str, max_hours: float | None) -> tuple[l
                       f"{d['pretrain_hours']:,.2f}" + (" (late)" if late else ""), f"${d['cost_usd']:,.0f}",
                       f"MFU {d['mfu']:.3f}"])
     return ["#", "fleet", "depth", "verdict", "batch x accum", "hours", "cost", "note"], table, title
+
+
+def validation_table(checks) -> tuple[list[str], list[list[str]], str]:
+    """`validate`'s rows: run, figure, predicted, measured, relative error, verdict."""
+    def fmt(v):
+        return v if isinstance(v, str) else f"{v:,.1f}"
+
+    rows = [[c.row, c.figure, fmt(c.predicted), fmt(c.measured),
+             "-" if c.relative_error is None else f"{c.relative_error:+.1%}",
+             ("ok" if c.ok else "MISS") + (f" (±{c.bar:.0%})" if c.bar else "")] for c in checks]
+    return ["run", "figure", "predicted", "measured", "error", "verdict"], rows, "chatplan validate: FIELD runs"
