@@ -121,7 +121,7 @@ def ddp_comparison(steps: int = 14) -> None:
     """CLI runs of the d4 plan: 1 process x 2 threads vs 2 gloo processes x 1 thread."""
     from chatplan.data import iter_texts, write_sample_corpus
     from chatplan.tokenizer import train_tokenizer
-    from chatplan_train.testing import cpu_plan
+    from tests.helpers import cpu_plan
 
     root = Path(tempfile.mkdtemp(prefix="bench-train-"))
     sample = write_sample_corpus(root / "sample")

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 from dataclasses import replace
+from pathlib import Path
 
+import chatplan
 from chatplan.arch import get_arch
 from chatplan.arch.base import ModelShape
+from chatplan.catalog import Catalog, builtin_catalog
+from chatplan.contract import RunBinding, bind, plan_document
 from chatplan.facts import ModelFacts, model_facts
 from chatplan.precision import Precision, decide_precision
 
@@ -36,3 +40,33 @@ def optim_2025(shape: ModelShape | None = None, **overrides):
 
     settings = A25.optimizer_settings(shape or model_shape(2), 524_288, 100)
     return replace(OptimConfig.from_plan(settings), **overrides)
+
+
+# --- a bound CPU plan.json for the trainer's tests and benchmarks -------------------------------------
+# The built-in catalog's CPU entry is replaced by one with the given peak (the trainer measures its own
+# for MFU; this figure only feeds the plan's predictions).
+CPU_PEAK_FLOPS = 1.8e11  # the catalog's measured fp32 matmul peak of a 2-core dev box (gpus.json)
+
+
+def cpu_catalog(peak_flops: float = CPU_PEAK_FLOPS) -> Catalog:
+    base = builtin_catalog()
+    gpus = tuple(replace(g, peak_flops=peak_flops) if g.name == "CPU" else g for g in base.gpus)
+    return Catalog(gpus=gpus, reference_gpu=base.reference_gpu, sources=base.sources)
+
+
+def cpu_plan(depth: int = 2, *, vocab_size: int, seq_len: int, device_batch_size: int, world_size: int = 1,
+             grad_accum_steps: int = 1, steps: int = 20, eval_every: int = 0, eval_tokens: int | None = None,
+             data_dir: str | Path | None = None, tokenizer_dir: str | Path | None = None,
+             ranks_sha256: str | None = None, source: str = "sample", out_dir: str | Path = "runs/test",
+             validation_shard: str = "shard_01822.parquet", train_shards: int = 0) -> dict:
+    """plan.json (as a dict) for a small CPU run, bound to the given data and tokenizer directories."""
+    total = device_batch_size * seq_len * world_size * grad_accum_steps
+    p = chatplan.plan(depth=depth, gpus=f"{world_size}xCPU", gpus_per_node=world_size, vocab_size=vocab_size,
+                      seq_len=seq_len, total_batch_size=total, steps=steps,
+                      device_batch_size=device_batch_size, eval_every=eval_every,
+                      eval_tokens=eval_tokens or device_batch_size * seq_len * world_size,
+                      catalog=cpu_catalog())
+    run = RunBinding(out_dir=str(out_dir), data_dir=str(data_dir or ""), data_source=source,
+                     train_shards=train_shards, validation_shard=validation_shard,
+                     tokenizer_dir=str(tokenizer_dir or ""), ranks_sha256=ranks_sha256)
+    return bind(plan_document(p), run)

@@ -367,8 +367,7 @@ def test_the_planner_core_imports_no_cli_presentation_or_io():
 
 
 # What the trainer may use of chatplan: the contract and what the model, optimizer, loader and sampler share
-# with the planner. Imported today: arch.base, contract, data.shards, errors, layout, paths, precision, tokenizer
-# (and, from chatplan_train/testing.py, the package face and catalog, which the rule refuses).
+# with the planner. Imported today: arch.base, contract, data.shards, errors, layout, paths, precision, tokenizer.
 TRAINER_MAY_IMPORT = ("chatplan.contract", "chatplan.arch", "chatplan.layout", "chatplan.precision",
                       "chatplan.paths", "chatplan.errors", "chatplan.data.shards", "chatplan.tokenizer",
                       "chatplan.files")

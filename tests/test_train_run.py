@@ -20,7 +20,7 @@ import torch
 from chatplan.data import write_sample_corpus
 from chatplan.data.shards import iter_texts
 from chatplan.tokenizer import train_tokenizer
-from chatplan_train.testing import cpu_plan
+from tests.helpers import cpu_plan
 
 VOCAB = 4096
 ROOT = Path(__file__).resolve().parents[1]
