@@ -47,7 +47,13 @@ def build_report(doc: PlanDoc, *, step_seconds: list[float], tokens_per_step: in
     times = steady(step_seconds)
     step_s = statistics.median(times) if times else None
     tok_s = tokens_per_step / step_s if step_s else None
-    mfu, mfu_error = checked_mfu(flops_per_token * tok_s if tok_s else None, peak_flops)
+    # One peak per comparison: the achieved MFU beside the plan's is taken against the plan's own peak
+    # (the catalog's: per GPU x GPUs, or the whole CPU host), so its error is the throughput's error. On a
+    # CPU the trainer also measures this machine's matmul peak: that MFU is reported on its own line.
+    plan_per_gpu = pred.get("peak_flops_per_gpu") or 0.0
+    plan_peak = plan_per_gpu * (world_size if doc.device_type == "cuda" else 1)
+    mfu, mfu_error = checked_mfu(flops_per_token * tok_s if tok_s else None, plan_peak or peak_flops)
+    measured_mfu, measured_error = checked_mfu(flops_per_token * tok_s if tok_s else None, peak_flops)
     hours = step_s * horizon_steps / 3600 if step_s and horizon_steps else None
     price = pred.get("price_per_gpu_hour")
     gpus = world_size if doc.device_type == "cuda" else None
@@ -61,12 +67,15 @@ def build_report(doc: PlanDoc, *, step_seconds: list[float], tokens_per_step: in
         "tokens_per_second": _pair(tok_s, pred.get("tokens_per_second")),
         "step_seconds": _pair(step_s, pred.get("step_seconds")),
         "mfu": _pair(mfu, pred.get("mfu")),
-        "peak_flops": {"value": peak_flops, "method": peak_method},
+        "peak_flops": {"value": peak_flops, "method": peak_method, "plan_value": plan_peak,
+                       "mfu_against_this_peak": measured_mfu},
         "train_hours_full_horizon": _pair(hours, pred.get("train_hours")),
         "cost_usd_full_horizon": _pair(cost, pred.get("cost_usd")),
     }
     if mfu_error:
         report["mfu"]["measurement_error"] = mfu_error
+    if measured_error:
+        report["peak_flops"]["measurement_error"] = measured_error
     if memory:
         report["memory_gib"] = {
             "max_allocated": _pair(memory.get("max_allocated_gib"), pred.get("peak_allocated_gib")),
