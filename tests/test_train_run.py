@@ -261,19 +261,23 @@ MARGIN_VAL_BPB = 0.055
 
 @pytest.mark.slow
 def test_depth2_learns_what_only_its_transformer_blocks_can(corpus: dict) -> None:
-    final = {}
+    runs = {}
     for name, optimizer in [("learn", {}), ("learn_no_muon", {"matrix_lr": 0.0})]:
         plan = write_plan(corpus, name, optimizer, seq_len=128, device_batch_size=16, steps=LEARNING_STEPS,
                           eval_every=LEARNING_STEPS, eval_tokens=16 * 128 * 4)
-        out = corpus["root"] / name
-        # One thread: slower than two on an idle 2-core box (151 vs 88 ms a step, measured) but twice as fast
-        # when other torch processes share the cores (334 vs 624 ms: OpenMP teams spin against each other),
-        # and the longest test of the file must not run into launch()'s timeout on a busy CI box.
-        [(code, _, err)] = launch(corpus, plan, out, 1, "--save-every", "0", env={"OMP_NUM_THREADS": "1"})
-        assert code == 0, err
-        rows = steps_of(out)
+        # Both runs at once, one thread each: a 2-thread run is faster alone on an idle 2-core box (88 vs
+        # 151 ms a step, measured) but twice as slow when other torch processes share the cores (624 vs
+        # 334 ms: OpenMP teams spin against each other), and one ran into launch()'s timeout on a busy box.
+        [proc] = launch(corpus, plan, corpus["root"] / name, 1, "--save-every", "0",
+                        env={"OMP_NUM_THREADS": "1"}, wait=False)
+        runs[name] = proc
+    final = {}
+    for name, proc in runs.items():
+        _, err = proc.communicate(timeout=600)
+        assert proc.returncode == 0, err
+        rows = steps_of(corpus["root"] / name)
         assert rows[0]["loss"] == pytest.approx(math.log(VOCAB), abs=1e-4)  # zero-initialised lm_head
-        final[name] = rows[LEARNING_STEPS - 1]["ema_loss"], val_bpb(out)[LEARNING_STEPS]
+        final[name] = rows[LEARNING_STEPS - 1]["ema_loss"], val_bpb(corpus["root"] / name)[LEARNING_STEPS]
     (ema, bpb), (ema_off, bpb_off) = final["learn"], final["learn_no_muon"]
     assert ema <= math.log(VOCAB) - 2, final
     assert ema <= ema_off - MARGIN_EMA_NATS, final
