@@ -68,14 +68,13 @@ def build_report(doc: PlanDoc, *, step_seconds: list[float], tokens_per_step: in
         "step_seconds": _pair(step_s, pred.get("step_seconds")),
         "mfu": _pair(mfu, pred.get("mfu")),
         "peak_flops": {"value": peak_flops, "method": peak_method, "plan_value": plan_peak,
-                       "mfu_against_this_peak": measured_mfu},
+                       "mfu_against_this_peak": measured_mfu,
+                       **({"measurement_error": measured_error} if measured_error else {})},
         "train_hours_full_horizon": _pair(hours, pred.get("train_hours")),
         "cost_usd_full_horizon": _pair(cost, pred.get("cost_usd")),
     }
     if mfu_error:
         report["mfu"]["measurement_error"] = mfu_error
-    if measured_error:
-        report["peak_flops"]["measurement_error"] = measured_error
     if memory:
         report["memory_gib"] = {
             "max_allocated": _pair(memory.get("max_allocated_gib"), pred.get("peak_allocated_gib")),
