@@ -98,6 +98,7 @@ def test_tiny_run_end_to_end(tmp_path):
     assert list((out / "checkpoints").glob("step_*/MANIFEST.json"))
     steps, rows = _steps(out / "metrics.jsonl")
     assert [s["step"] for s in steps] == list(range(6))
+    assert steps[-1]["loss"] < steps[0]["loss"] - 0.05  # it trained (ln V at step 0, falling)
     # recompute the report from metrics.jsonl and plan.json
     report = json.loads((out / "report.json").read_text())
     start = next(r for r in rows if r.get("type") == "start")

@@ -47,8 +47,8 @@ def report_rows(report: dict) -> list[list[str]]:
     rows = []
     for label, pair, spec in report_pairs(report):
         err = pair.get("relative_error")
-        rows.append([label, fmt(pair.get("achieved"), spec), fmt(pair.get("predicted"), spec),
-                     "-" if err is None else f"{err:+.1%}"])
+        achieved = fmt(pair.get("achieved"), spec) if not pair.get("measurement_error") else "measurement error"
+        rows.append([label, achieved, fmt(pair.get("predicted"), spec), "-" if err is None else f"{err:+.1%}"])
     return rows
 
 
