@@ -47,13 +47,22 @@ def build_report(doc: PlanDoc, *, step_seconds: list[float], tokens_per_step: in
     times = steady(step_seconds)
     step_s = statistics.median(times) if times else None
     tok_s = tokens_per_step / step_s if step_s else None
-    # One peak per comparison: the achieved MFU beside the plan's is taken against the plan's own peak
-    # (the catalog's: per GPU x GPUs, or the whole CPU host), so its error is the throughput's error. On a
-    # CPU the trainer also measures this machine's matmul peak: that MFU is reported on its own line.
+    # One peak per comparison: achieved and predicted MFU against the same peak, so the MFU's error is the
+    # throughput's. A GPU: the plan's (datasheet per GPU x GPUs). A CPU: the matmul peak the trainer
+    # measured on this machine (the catalog's CPU figure is a nominal one), the plan's predicted tok/s
+    # converted to it. The other peak's MFU is reported beside it.
     plan_per_gpu = pred.get("peak_flops_per_gpu") or 0.0
     plan_peak = plan_per_gpu * (world_size if doc.device_type == "cuda" else 1)
-    mfu, mfu_error = checked_mfu(flops_per_token * tok_s if tok_s else None, plan_peak or peak_flops)
-    measured_mfu, measured_error = checked_mfu(flops_per_token * tok_s if tok_s else None, peak_flops)
+    cuda = doc.device_type == "cuda"
+    achieved_flops = flops_per_token * tok_s if tok_s else None
+    mfu, mfu_error = checked_mfu(achieved_flops, (plan_peak if cuda else peak_flops) or peak_flops)
+    # beside it: on a GPU the MFU against the peak the trainer was given; on a CPU the throughput against
+    # the catalog's nominal CPU figure (a ratio that may exceed 1 on a faster machine: no error then)
+    other_mfu, other_error = checked_mfu(achieved_flops, peak_flops) if cuda else (
+        achieved_flops / plan_peak if achieved_flops and plan_peak else None, None)
+    predicted_mfu = pred.get("mfu")
+    if not cuda and pred.get("tokens_per_second") and peak_flops:
+        predicted_mfu = flops_per_token * pred["tokens_per_second"] / peak_flops
     hours = step_s * horizon_steps / 3600 if step_s and horizon_steps else None
     price = pred.get("price_per_gpu_hour")
     gpus = world_size if doc.device_type == "cuda" else None
@@ -66,10 +75,10 @@ def build_report(doc: PlanDoc, *, step_seconds: list[float], tokens_per_step: in
         "final_val_bpb": final_val_bpb,
         "tokens_per_second": _pair(tok_s, pred.get("tokens_per_second")),
         "step_seconds": _pair(step_s, pred.get("step_seconds")),
-        "mfu": _pair(mfu, pred.get("mfu")),
+        "mfu": _pair(mfu, predicted_mfu),
         "peak_flops": {"value": peak_flops, "method": peak_method, "plan_value": plan_peak,
-                       "mfu_against_this_peak": measured_mfu,
-                       **({"measurement_error": measured_error} if measured_error else {})},
+                       "mfu_against_the_other_peak": other_mfu,
+                       **({"measurement_error": other_error} if other_error else {})},
         "train_hours_full_horizon": _pair(hours, pred.get("train_hours")),
         "cost_usd_full_horizon": _pair(cost, pred.get("cost_usd")),
     }

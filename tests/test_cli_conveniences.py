@@ -47,9 +47,9 @@ def test_cpu_catalog_override_takes_effect():
 
 @pytest.mark.slow
 def test_a_cpu_run_on_real_shards_never_asks_nvidia_smi(tmp_path):
-    from chatplan.data import write_sample_corpus
-
     import shutil
+
+    from chatplan.data import write_sample_corpus
 
     sample = write_sample_corpus(tmp_path / "sample")
     data = tmp_path / "shards"  # the plan's ten recommended training shards and the validation shard, present

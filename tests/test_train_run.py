@@ -312,8 +312,8 @@ def test_a_poisoned_peak_cache_is_re_measured_and_mfu_stays_below_one(corpus: di
     report = json.loads((out / "report.json").read_text())
     assert report["peak_flops"]["value"] == start["peak_flops"]
     assert 0 < report["mfu"]["achieved"] <= 1 and "measurement_error" not in report["mfu"]
-    # the MFU against this machine's measured peak (the one the poisoned entry inflated) is a figure too
-    assert 0 < report["peak_flops"]["mfu_against_this_peak"] <= 1 and "measurement_error" not in report["peak_flops"]
+    # beside it, the throughput against the catalog's nominal CPU figure is a figure too
+    assert report["peak_flops"]["mfu_against_the_other_peak"] > 0
     [entry] = json.loads((tmp_path / "cpu_peak.json").read_text())
     assert entry["flops"] == start["peak_flops"]  # the poisoned entry is replaced, not kept
 

@@ -10,7 +10,7 @@ import sys
 from datetime import datetime, timezone
 from pathlib import Path
 
-from chatplan.calibration import CalibrationPoint
+from chatplan.calibration import CalibrationPoint, max_point_mfu
 from chatplan.contract import PlanDoc, achieved, add_run_summary, load_plan, load_report, report_pairs, run_summary
 from chatplan.errors import InvalidInput, RuntimeFailure
 from chatplan.files import write_json_atomic
@@ -94,7 +94,7 @@ def point_from_run(run_dir: str | os.PathLike) -> CalibrationPoint:
     peak = doc.predictions["peak_flops_per_gpu"] or 0.0
     fleet_peak = peak * (doc.world_size if doc.device_type == "cuda" else 1)
     mfu = doc.flops_per_token * tok_s / fleet_peak if fleet_peak else 0.0
-    if not 0 < mfu <= 1:
+    if not 0 < mfu <= max_point_mfu(doc.device_type):
         raise InvalidInput(f"{str(run)!r}: the run's throughput gives MFU {mfu:.3f} against the catalog peak "
                            f"of {doc.gpu}: not a plausible calibration point")
     return CalibrationPoint(
