@@ -346,16 +346,20 @@ def _read_run(doc: Any) -> RunBinding:
                       ranks_sha256=None if _get(doc, "run.ranks_sha256") is None else _str(doc, "run.ranks_sha256"))
 
 
-def load_plan(path: str | Path) -> PlanDoc:
+def _load_json(path: str | Path, what: str) -> Any:
+    """A JSON document from disk, or one line saying why not."""
     try:
-        doc = json.loads(Path(path).read_text())
+        return json.loads(Path(path).read_text())
     except FileNotFoundError:
-        raise InvalidInput(f"plan file not found: {path}") from None
+        raise InvalidInput(f"{what} not found: {path}") from None
     except (OSError, UnicodeDecodeError) as e:
-        raise InvalidInput(f"cannot read plan {path}: {e}") from None
+        raise InvalidInput(f"cannot read {what} {path}: {e}") from None
     except json.JSONDecodeError as e:
-        raise InvalidInput(f"plan {path} is not valid JSON: {e.msg} at line {e.lineno}") from None
-    return read_plan(doc)
+        raise InvalidInput(f"{what} {path} is not valid JSON: {e.msg} at line {e.lineno}") from None
+
+
+def load_plan(path: str | Path) -> PlanDoc:
+    return read_plan(_load_json(path, "plan"))
 
 
 # --- report.json ------------------------------------------------------------------------------------
@@ -425,12 +429,7 @@ def report_field(report: dict[str, Any], key: str) -> Any:
 
 
 def load_report(path: str | Path) -> dict[str, Any]:
-    try:
-        report = json.loads(Path(path).read_text())
-    except FileNotFoundError:
-        raise InvalidInput(f"{Path(path).parent} has no {Path(path).name}") from None
-    except (OSError, ValueError) as e:
-        raise InvalidInput(f"{path} is not a readable report: {e}") from None
+    report = _load_json(path, "report")
     if not isinstance(report, dict):
         raise InvalidInput(f"{path} is not a JSON object")
     return report
