@@ -92,6 +92,7 @@ def plan_document(p: Plan) -> dict[str, Any]:
             "cost_usd": p.time.cost_usd,
             "price_per_gpu_hour": p.time.price_per_gpu_hour,
         },
+        "bands": p.bands,
         "warnings": list(p.warnings),
         "notes": list(p.notes),
     }

@@ -10,6 +10,7 @@ import math
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from chatplan.accuracy import plan_bands
 from chatplan.arch.base import MAX_DEPTH, Architecture, ModelShape, ParamCounts
 from chatplan.batch import grad_accum_for, sequences_per_rank
 from chatplan.calibration import Calibration, CalibrationPoint, calibrated_mfu
@@ -75,6 +76,7 @@ class Plan:
     calibration: Calibrated
     warnings: tuple[str, ...] = field(default=())
     notes: tuple[str, ...] = field(default=())  # facts worth knowing that are not problems
+    bands: dict = field(default_factory=dict)  # figure -> {value, low, high, basis} (chatplan.accuracy)
     budget: BudgetChoice | None = None  # set when --budget chose the depth
 
     @property
@@ -234,7 +236,7 @@ def plan_one(request: PlanRequest, catalog: Catalog, calibration: Calibration | 
         memory=memory, step=step, time=time, data=data,
         data_source=tier.data_source if tier is not None else "dataset",
         optimizer=arch.optimizer_settings(shape, total_batch, horizon.steps),
-        calibration=calibrated, warnings=tuple(warnings), notes=tuple(notes),
+        calibration=calibrated, warnings=tuple(warnings), notes=tuple(notes), bands=plan_bands(memory, time),
     )
 
 

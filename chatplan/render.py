@@ -40,6 +40,12 @@ def hours(h: float) -> str:
     return f"{h:,.2f} h" if h < 48 else f"{h:,.1f} h ({h / 24:,.1f} days)"
 
 
+def _pm(p: Plan, figure: str, unit: str, prefix: str = "") -> str:
+    """' ± 6.6 GiB': half the width of a figure's error band (chatplan.accuracy)."""
+    b = p.bands.get(figure)
+    return f" ± {prefix}{(b['high'] - b['low']) / 2:,.1f}{unit}" if b else ""
+
+
 def plan_sections(p: Plan) -> list[Section]:
     s, c, h, m, t, d, f = p.shape, p.params, p.horizon, p.memory, p.time, p.data, p.fleet
     gpu = f.gpu
@@ -129,7 +135,7 @@ def plan_sections(p: Plan) -> list[Section]:
         ("peak allocated (max_memory_allocated)" if f.gpu.device_type == "cuda" else "peak allocated (tensors)",
          f"{m.peak_allocated_gib:,.2f} GiB at {m.peak_moment}"),
         ("peak device (nvidia-smi)" if f.gpu.device_type == "cuda" else "peak per process (of its RAM share)",
-         f"{m.peak_device_gib:,.2f} GiB of {m.capacity_gib:,.2f}"),
+         f"{m.peak_device_gib:,.2f} GiB{_pm(p, 'peak_device_gib', '')} of {m.capacity_gib:,.2f}"),
         ("verdict", f"{m.verdict} (headroom {m.headroom_gib:,.2f} GiB; tight within {m.margin_gib:.2f})"),
     ]))
     st = p.step
@@ -142,14 +148,14 @@ def plan_sections(p: Plan) -> list[Section]:
             else f"; the model alone predicts {st.mfu:.4f})")),
         ("step time", f"{t.step_seconds * 1e3:,.0f} ms"),
         ("throughput", f"{t.tokens_per_second:,.0f} tok/s"),
-        ("train", hours(t.train_hours)),
+        ("train", hours(t.train_hours) + _pm(p, "train_hours", " h")),
         ("eval", f"{hours(t.eval_hours)} ({t.eval_passes} passes of {p.eval_tokens:,} tokens)"),
         ("inter-node communication", hours(t.communication_hours)),
         ("pretraining", hours(t.pretrain_hours)),
         ("GPU-hours", f"{t.gpu_hours:,.1f}"),
         ("price", f"${t.price_per_gpu_hour:,.2f}/GPU-h ({gpu.price_note()})"
          if p.request.price is None else f"${t.price_per_gpu_hour:,.2f}/GPU-h (user)"),
-        ("cost", f"${t.cost_usd:,.2f}"),
+        ("cost", f"${t.cost_usd:,.2f}" + _pm(p, "cost_usd", "", "$")),
     ]))
     published = f" (published recipe: {d.published_download})" if d.published_download else ""
     if sample:

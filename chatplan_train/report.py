@@ -62,7 +62,7 @@ def build_report(doc: PlanDoc, *, step_seconds: list[float], tokens_per_step: in
         achieved_flops / plan_peak if achieved_flops and plan_peak else None, None)
     predicted_mfu = pred.get("mfu")
     if not cuda and pred.get("tokens_per_second") and peak_flops:
-        predicted_mfu = flops_per_token * pred["tokens_per_second"] / peak_flops
+        predicted_mfu = flops_per_token * pred.get("tokens_per_second") / peak_flops
     hours = step_s * horizon_steps / 3600 if step_s and horizon_steps else None
     price = pred.get("price_per_gpu_hour")
     gpus = world_size if doc.device_type == "cuda" else None

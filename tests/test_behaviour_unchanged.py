@@ -39,6 +39,7 @@ ADDED = {
     "fleet.gpu_spec.compute_capability": "decides bf16 / fp8",
     "data.dataset": "the corpus is the architecture's",
     "notes": "facts that are not warnings (e.g. why the automatic batch is smaller than what fits)",
+    "bands": "an error band on every predicted figure, from the validation residuals (chatplan.accuracy)",
 }
 # error lines that changed on purpose: old text -> (new text, reason)
 ERROR_CHANGES = {

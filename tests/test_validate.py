@@ -48,3 +48,41 @@ def test_readme_accuracy_table_is_the_commands_output():
     finally:
         sys.path.pop(0)
     assert accuracy_table.block() in (ROOT / "README.md").read_text()
+
+
+def test_the_bands_are_the_validation_residuals():
+    """chatplan.accuracy's two figures are the RMS relative errors of the rows no constant was fitted to."""
+    import math
+
+    from chatplan import accuracy
+
+    checks = validate()
+    fitted = {("L4", "train minutes"), ("N2", "allocated GiB")}
+    mem = [c.relative_error for c in checks if c.figure in ("allocated GiB", "device GiB")
+           and (c.row, c.figure) not in fitted]
+    time = [c.relative_error for c in checks if c.figure == "train minutes" and (c.row, c.figure) not in fitted]
+
+    def rms(errors):
+        return math.sqrt(sum(e * e for e in errors) / len(errors))
+
+    assert accuracy.MEMORY_REL_ERROR == pytest.approx(rms(mem), abs=5e-4)
+    assert accuracy.TIME_REL_ERROR == pytest.approx(rms(time), abs=5e-4)
+
+
+def test_every_predicted_figure_carries_a_band_and_check_can_gate_on_it(capsys):
+    import chatplan
+    from chatplan.cli import main
+
+    p = chatplan.plan(depth=32)
+    doc = p.to_dict()
+    for name in ("peak_allocated_gib", "peak_reserved_gib", "peak_device_gib", "step_seconds", "mfu", "train_hours",
+                 "pretrain_hours", "cost_usd", "tokens_per_second"):
+        b = doc["bands"][name]
+        assert b["low"] < b["value"] < b["high"] and b["basis"]
+    assert doc["bands"]["peak_device_gib"]["value"] == doc["predictions"]["peak_device_gib"]
+    # a limit between the central cost and the high end of its band: only --pessimistic fails
+    central = chatplan.plan(depth=20, gpus="8xH200")
+    limit = (central.time.cost_usd + central.bands["cost_usd"]["high"]) / 2
+    assert main(["check", "--depth", "20", "--gpus", "8xH200", "--max-cost", f"{limit:.6f}"]) == 0
+    assert main(["check", "--depth", "20", "--gpus", "8xH200", "--max-cost", f"{limit:.6f}", "--pessimistic"]) == 1
+    assert "high end of its band" in capsys.readouterr().err

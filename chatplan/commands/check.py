@@ -24,6 +24,8 @@ def check(
         "--max-gpu-memory-frac", help="Fail above this share of GPU memory (peak_device_gib / capacity).")] = None,
     min_headroom_gib: Annotated[float | None, typer.Option(
         "--min-headroom-gib", help="Fail with less free GPU memory than this (capacity - peak_device_gib).")] = None,
+    pessimistic: Annotated[bool, typer.Option("--pessimistic", help="Gate on the high end of each figure's "
+                                                                    "measured error band.")] = False,
     json_out: JsonOpt = False,
 ) -> None:
     """CI budget gate: exit 0 when every limit holds, 1 when any is exceeded, 2 on bad input."""
@@ -31,7 +33,7 @@ def check(
     from chatplan.plan import plan
 
     p = plan(request, catalog=edge.catalog(), calibration=edge.load_calibration())
-    checks = run_checks(p, max_cost, max_hours, max_gpu_memory_frac, min_headroom_gib)
+    checks = run_checks(p, max_cost, max_hours, max_gpu_memory_frac, min_headroom_gib, pessimistic)
     failed = [c for c in checks if not c.ok]
     if json_out:
         print_json({"plan": {"depth": p.depth, "fleet": p.fleet.label,
