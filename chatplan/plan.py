@@ -34,6 +34,12 @@ class Parallelism:
     grad_accum_steps: int
     batch_source: str  # "auto" | "user"
 
+    @property
+    def bands(self) -> dict[str, dict]:
+        """Figure -> {value, low, high, basis}: each prediction with its measured error (chatplan.accuracy);
+        computed when asked for, so a plan searched over and discarded does not pay for it."""
+        return plan_bands(self.memory, self.time)
+
     def to_dict(self) -> dict:
         return dict(self.__dict__)
 
@@ -76,7 +82,6 @@ class Plan:
     calibration: Calibrated
     warnings: tuple[str, ...] = field(default=())
     notes: tuple[str, ...] = field(default=())  # facts worth knowing that are not problems
-    bands: dict = field(default_factory=dict)  # figure -> {value, low, high, basis} (chatplan.accuracy)
     budget: BudgetChoice | None = None  # set when --budget chose the depth
 
     @property
@@ -90,6 +95,12 @@ class Plan:
     @property
     def eval_tokens(self) -> int:
         return self.request.eval_tokens  # type: ignore[return-value]
+
+    @property
+    def bands(self) -> dict[str, dict]:
+        """Figure -> {value, low, high, basis}: each prediction with its measured error (chatplan.accuracy);
+        computed when asked for, so a plan searched over and discarded does not pay for it."""
+        return plan_bands(self.memory, self.time)
 
     def to_dict(self) -> dict:
         """plan.json (written by its one owner, chatplan.contract)."""
@@ -236,7 +247,7 @@ def plan_one(request: PlanRequest, catalog: Catalog, calibration: Calibration | 
         memory=memory, step=step, time=time, data=data,
         data_source=tier.data_source if tier is not None else "dataset",
         optimizer=arch.optimizer_settings(shape, total_batch, horizon.steps),
-        calibration=calibrated, warnings=tuple(warnings), notes=tuple(notes), bands=plan_bands(memory, time),
+        calibration=calibrated, warnings=tuple(warnings), notes=tuple(notes),
     )
 
 
