@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 
 from chatplan.arch import DEFAULT_ARCH, get_arch
 from chatplan.arch.base import Dataset
@@ -50,6 +51,7 @@ class DataPlan:
         return asdict(self)
 
 
+@lru_cache(maxsize=1024)  # pure
 def data_plan(
     tokens: int,
     dataset: Dataset,

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 
 from chatplan.errors import InvalidInput
 
@@ -28,6 +29,7 @@ class Horizon:
         return asdict(self)
 
 
+@lru_cache(maxsize=1024)  # pure: budget searches and fleet comparisons ask for the same horizons
 def training_horizon(
     num_params: int,
     flops_per_token: int,

@@ -18,6 +18,7 @@ Why these choices:
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass
+from functools import lru_cache
 
 from chatplan.errors import InvalidInput
 
@@ -63,6 +64,7 @@ class Precision:
         return asdict(self)
 
 
+@lru_cache(maxsize=256)  # pure, and asked for once per plan and per calibration point
 def decide_precision(arch_name: str, device_type: str, *, fp8_supported: bool, compute_capability: float | None,
                      fp8: bool = False, compile: bool | None = None) -> Precision:
     """The precision of one plan, from the architecture, the device and the user's flags."""

@@ -10,6 +10,7 @@ architecture for its terms.
 
 from __future__ import annotations
 
+import functools
 import math
 from abc import ABC, abstractmethod
 from dataclasses import asdict, dataclass
@@ -190,6 +191,7 @@ class Architecture(ABC):
         above = next((d for d in range(max(depth + 1, 1), MAX_DEPTH + 1) if ok(d)), None)
         return below, above
 
+    @functools.lru_cache(maxsize=1024)  # noqa: B019 - pure, and the architecture is an immortal value
     def model_shape(self, depth: int, aspect_ratio: int | None = None, head_dim: int | None = None,
                     kv_heads: int | None = None, vocab_size: int | None = None, seq_len: int | None = None,
                     window_pattern: str | None = None) -> ModelShape:
