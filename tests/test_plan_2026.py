@@ -162,3 +162,28 @@ def test_data_download_fetches_climbmix_shards_and_its_validation_shard(tmp_path
     big = run_cli("chatplan.data.cli", "download", "--arch", "nanochat-2026", "--shards", "7000", "--dir",
                   tmp_path / "e", "--base-url", "http://127.0.0.1:9")
     assert big.returncode == 2 and "1..6,542" in big.stderr and "shard_06542" in big.stderr
+
+
+@pytest.mark.parametrize("depth,world", [(4, 1), (12, 8), (24, 8), (25, 8)])
+def test_resident_weights_equal_a_meta_device_model_built_from_the_spec(depth, world):
+    """SPEC-2026 §2's tensors built on torch's meta device (independently of the architecture module):
+    wte and the value embeddings in bf16, every other tensor an fp32 master; gradients the same."""
+    import math
+
+    import torch
+
+    d = math.ceil(depth * 64 / 128) * 128
+    heads, vocab = d // 128, 32_768
+    ve_layers = [i for i in range(depth) if i % 2 == (depth - 1) % 2]
+    with torch.device("meta"):
+        tensors = [torch.empty(vocab, d, dtype=torch.bfloat16)]  # wte
+        tensors += [torch.empty(vocab, d, dtype=torch.bfloat16) for _ in ve_layers]  # value embeddings
+        tensors += [torch.empty(vocab, d)]  # lm_head
+        for i in range(depth):
+            tensors += [torch.empty(d, d) for _ in range(4)] + [torch.empty(4 * d, d), torch.empty(d, 4 * d)]
+            if i in ve_layers:
+                tensors.append(torch.empty(heads, 12))  # ve_gate
+        tensors += [torch.empty(depth), torch.empty(depth), torch.empty(1, 24), torch.empty(1), torch.empty(1)]
+    real = sum(t.numel() * t.element_size() for t in tensors)
+    m = model_facts(A26, A26.model_shape(depth), world, precision("cuda", arch="nanochat-2026")).memory
+    assert m.weights == m.gradients == real
