@@ -81,6 +81,9 @@ def _rank_worker(rank: int, world_size: int, port: int, depth: int, queue) -> No
     dist.init_process_group("gloo", init_method=f"tcp://127.0.0.1:{port}", rank=rank, world_size=world_size)
     try:
         queue.put((rank, _resident_tensor_bytes(depth, world_size, rank)))
+        # both ranks are past their last collective before either tears gloo down: a rank that
+        # destroys the group while its peer is still in the optimizer's broadcasts aborts (SIGABRT)
+        dist.barrier()
     finally:
         dist.destroy_process_group()
 

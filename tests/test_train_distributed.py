@@ -61,6 +61,7 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
         losses, norms, weights = train(rank, world, accum=1)
         torch.save({"losses": losses, "norms": norms, "weights": weights},
                    os.path.join(out, f"rank{rank}.pt"))
+        dist.barrier()  # nobody tears gloo down while its peer may still be in a collective
     finally:
         dist.destroy_process_group()
 
