@@ -116,11 +116,6 @@ def bind(doc: dict[str, Any], binding: RunBinding) -> dict[str, Any]:
     return {**doc, "run": asdict(binding)}
 
 
-def data_needs(doc: dict[str, Any]) -> tuple[int, int]:
-    """(shards the plan recommends downloading, shards its horizon needs) from a plan document."""
-    return _int(doc, "data.download_shards", 0), _int(doc, "data.train_shards_needed", 0)
-
-
 # --- reading plan.json ------------------------------------------------------------------------------
 
 def _get(doc: Any, dotted: str) -> Any:
@@ -423,10 +418,6 @@ def achieved(report: dict[str, Any], key: str) -> float | None:
     for part in key.split("."):
         node = node.get(part) if isinstance(node, dict) else None
     return node.get("achieved") if isinstance(node, dict) else None
-
-
-def report_field(report: dict[str, Any], key: str) -> Any:
-    return report.get(key)
 
 
 def load_report(path: str | Path) -> dict[str, Any]:
