@@ -11,7 +11,7 @@ import subprocess
 import sys
 import time
 
-from chatplan.contract import achieved, load_report, report_field
+from chatplan.contract import achieved, load_report, run_summary
 
 TARGET_S = 40.0
 LENIENT = 3.0
@@ -35,7 +35,7 @@ def test_tiny_run_wall_time(benchmark, tmp_path):
     seconds = benchmark.pedantic(_tiny_run, args=(str(out), str(tmp_path / "home")), rounds=1, iterations=1)
     print(f"\ntiny run, {STEPS} steps, 2 CPU processes, fresh directory: {seconds:.1f} s wall")
     report = load_report(out / "report.json")
-    assert report_field(report, "steps_done") == STEPS
+    assert run_summary(report).steps_done == STEPS
     assert (achieved(report, "tokens_per_second") or 0) > 0
     bound = TARGET_S * (1 if benchmark.enabled else LENIENT)
     assert seconds <= bound, f"tiny run took {seconds:.1f} s > {bound:.0f} s"
