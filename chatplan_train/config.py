@@ -57,7 +57,7 @@ class TrainConfig:
     doc: PlanDoc
     shape: ModelShape
     precision: Precision
-    optim: OptimConfig
+    optim: OptimConfig | None  # the late-2025 optimizer's settings; None for nanochat-2026 (doc.optimizer)
     out_dir: Path
     steps: int  # optimizer steps of this run (plan horizon unless --steps)
     device_batch_size: int
@@ -100,6 +100,15 @@ def run_binding(doc: PlanDoc) -> RunBinding:
     return doc.run
 
 
+def _learning_rates(doc: PlanDoc, optim: OptimConfig | None) -> list[tuple[str, Any]]:
+    """(plan key, value) of every learning rate (and the clip) the trainer will multiply by."""
+    if optim is not None:
+        return [(k, getattr(optim, k)) for k in ("matrix_lr", "embedding_lr", "unembedding_lr", "grad_clip")]
+    groups = [("adamw_groups", g) for g in doc.optimizer["adamw_groups"]]
+    groups += [("muon_groups", g) for g in doc.optimizer["muon_groups"]]
+    return [(f"{kind}[{g['name']}].lr", g["lr"]) for kind, g in groups]
+
+
 def make_config(doc: PlanDoc, world_size: int, out: str | None = None, steps: int | None = None,
                 compile: bool | None = None, eval_every: int | None = None, save_every: int | None = None,
                 resume: bool = False) -> TrainConfig:
@@ -108,12 +117,9 @@ def make_config(doc: PlanDoc, world_size: int, out: str | None = None, steps: in
     for name, value in [("--steps", steps), ("--eval-every", eval_every), ("--save-every", save_every)]:
         if value is not None and value < (1 if name == "--steps" else 0):
             raise InvalidInput(f"{name} must be {'positive' if name == '--steps' else '>= 0'}, got {value}")
-    if doc.arch.name != "nanochat-2025":
-        raise InvalidInput(f"this trainer builds nanochat-2025 models; the plan is for {doc.arch.name}")
-    optim = OptimConfig.from_plan(doc.optimizer)
-    for key in ("matrix_lr", "embedding_lr", "unembedding_lr", "grad_clip"):
-        value = getattr(optim, key)
-        if not (math.isfinite(value) and value >= 0):
+    optim = OptimConfig.from_plan(doc.optimizer) if doc.arch.name == "nanochat-2025" else None
+    for key, value in _learning_rates(doc, optim):
+        if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
             raise InvalidInput(f"plan.json: optimizer.{key} must be a finite number >= 0, got {value!r}")
     precision = doc.precision
     if compile is not None and compile != precision.compile:

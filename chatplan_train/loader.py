@@ -45,6 +45,10 @@ class Position:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    @classmethod
+    def from_dict(cls, d: dict) -> Position:
+        return cls(**d)
+
 
 def _open(path: str | os.PathLike):
     import pyarrow.parquet as pq

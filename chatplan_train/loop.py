@@ -31,10 +31,9 @@ from chatplan_train import resume
 from chatplan_train.comm import Runtime, all_gather_json, broadcast_json, init_runtime  # noqa: F401 - the entry's API
 from chatplan_train.config import TrainConfig
 from chatplan_train.cpu_peak import cpu_peak_flops, pin_threads
-from chatplan_train.loader import Position, Prefetcher, TokenizerLike, validation_windows, windows
+from chatplan_train.loader import Prefetcher, TokenizerLike
 from chatplan_train.metrics import Metrics
-from chatplan_train.model import build_model
-from chatplan_train.optim import ShardedOptimizer
+from chatplan_train.recipe import recipe_for
 from chatplan_train.report import build_report, checked_mfu, render_report
 
 SEED = 42
@@ -47,8 +46,9 @@ KILL_HOOK = "CHATPLAN_TEST_KILL_AFTER_CHECKPOINT"  # tests: SIGKILL right after 
 
 
 def autocast_for(cfg: TrainConfig, device: torch.device) -> Callable[[], contextlib.AbstractContextManager]:
-    """The plan's precision: the late-2025 trainer casts its matmuls to bf16 through CUDA autocast."""
-    if device.type == "cuda" and cfg.precision.autocast:
+    """The plan's precision: the late-2025 trainer casts its matmuls to bf16 through CUDA autocast; the
+    2026 one does not autocast (its Linear casts the weight to the activations' dtype)."""
+    if device.type == "cuda" and cfg.precision.autocast and recipe_for(cfg.doc.arch.name).autocast:
         return lambda: torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext
 
@@ -61,7 +61,7 @@ class StepResult:
     position: Any  # data position after the last micro-batch (None for injected batches)
 
 
-def train_step(model: torch.nn.Module, opt: ShardedOptimizer, batches: Iterator, grad_accum: int, step: int,
+def train_step(model: torch.nn.Module, opt: Any, batches: Iterator, grad_accum: int, step: int,
                total_steps: int, autocast: Callable = contextlib.nullcontext,
                device: torch.device | None = None) -> StepResult:
     """grad_accum micro-steps (loss / grad_accum each, so the sum is the mean), then one optimizer step."""
@@ -158,16 +158,17 @@ def run(cfg: TrainConfig, rt: Runtime, tokenizer: TokenizerLike, train_paths: li
         peak_flops = per_gpu * W if per_gpu else 0.0
         peak_method = f"plan predictions.peak_flops_per_gpu x {W} GPUs"
 
-    # Model and optimizer. Same seed everywhere, then rank 0's weights broadcast to be sure.
+    # Model and optimizer of the plan's architecture. Same seed everywhere, then rank 0's weights
+    # broadcast to be sure.
+    recipe = recipe_for(cfg.doc.arch.name)
     torch.manual_seed(SEED)
-    model = build_model(cfg.shape, device=device, precision=cfg.precision)
+    model = recipe.build_model(cfg.shape, device=device, precision=cfg.precision)
     ns_dtype = getattr(torch, cfg.precision.newton_schulz_dtype)
-    opt = ShardedOptimizer(model, cfg.optim, W, rt.rank, ns_dtype=ns_dtype)
+    opt = recipe.make_optimizer(model, cfg, W, rt.rank, ns_dtype)
     if W > 1:
-        for _, flat_p, _ in opt.segments:
-            dist.broadcast(flat_p, src=0)
+        opt.broadcast_weights()
 
-    start, position, loop_state = 0, Position(), {}
+    start, position, loop_state = 0, recipe.start, {}
     say = print if rt.master else (lambda text: None)
     if cfg.resume:
         d = resume.choose_checkpoint(rt, out_dir, say)
@@ -188,7 +189,7 @@ def run(cfg: TrainConfig, rt: Runtime, tokenizer: TokenizerLike, train_paths: li
 
     B, T, accum = cfg.device_batch_size, cfg.seq_len, cfg.grad_accum_steps
     threads_tok = max(1, min(TOKENIZER_THREADS, os.cpu_count() or 1))
-    source = windows(tokenizer, train_paths, B, T, rt.rank, W, start=position, num_threads=threads_tok)
+    source = recipe.train_batches(tokenizer, train_paths, B, T, rt.rank, W, start=position, num_threads=threads_tok)
     if device.type == "cuda":
         source = ((x.pin_memory(), y.pin_memory(), p) for x, y, p in source)
     batches = Prefetcher(source, depth=max(2, accum))
@@ -213,8 +214,8 @@ def run(cfg: TrainConfig, rt: Runtime, tokenizer: TokenizerLike, train_paths: li
             evaluate = cfg.eval_every > 0 and (step % cfg.eval_every == 0 or last) and val_path is not None
             if evaluate and not stop:
                 if val_batches is None:
-                    val_batches = validation_windows(tokenizer, val_path, B, T, rt.rank, W, cfg.eval_tokens,
-                                                     num_threads=threads_tok)
+                    val_batches = recipe.validation_batches(tokenizer, val_path, B, T, rt.rank, W, cfg.eval_tokens,
+                                                            num_threads=threads_tok)
                 t0 = time.perf_counter()
                 fwd.eval()
                 last_bpb = evaluate_bpb(fwd, val_batches, token_bytes, W, autocast)

@@ -164,6 +164,11 @@ class ShardedOptimizer:
         for g in self.flat_grads:
             g.zero_()
 
+    def broadcast_weights(self, src: int = 0) -> None:
+        """Every rank starts from `src`'s weights (one broadcast per flat segment)."""
+        for _, flat_p, _ in self.segments:
+            dist.broadcast(flat_p, src=src)
+
     @torch.no_grad()
     def sync_and_clip(self) -> torch.Tensor:
         """Average the gradients over ranks, then clip their global norm. Returns the pre-clip norm."""

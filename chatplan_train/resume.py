@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 
@@ -12,9 +13,7 @@ from chatplan.errors import InvalidInput
 from chatplan_train import checkpoint as ckpt
 from chatplan_train.comm import Runtime, broadcast_json
 from chatplan_train.config import TrainConfig
-from chatplan_train.loader import Position
-from chatplan_train.model import GPT
-from chatplan_train.optim import ShardedOptimizer
+from chatplan_train.recipe import recipe_for
 
 
 def choose_checkpoint(rt: Runtime, out_dir: Path, metrics: Callable[[str], None]) -> Path | None:
@@ -30,8 +29,11 @@ def choose_checkpoint(rt: Runtime, out_dir: Path, metrics: Callable[[str], None]
     return Path(choice) if choice else None
 
 
-def restore(cfg: TrainConfig, rt: Runtime, d: Path, model: GPT, opt: ShardedOptimizer,
-             say: Callable[[str], None]) -> tuple[int, Position, dict]:
+def restore(cfg: TrainConfig, rt: Runtime, d: Path, model: torch.nn.Module, opt: Any,
+            say: Callable[[str], None]) -> tuple[int, Any, dict]:
+    """Load a checkpoint into the model and optimizer; returns (step, data position, loop state). The
+    position is the architecture's (loader.Position, or packing.PackState with its document buffer)."""
+    position_from_dict = recipe_for(cfg.doc.arch.name).position_from_dict
     manifest = ckpt.read_manifest(d)
     meta = ckpt.load_meta(d)
     if meta.get("shape") != cfg.shape.to_dict():
@@ -41,7 +43,7 @@ def restore(cfg: TrainConfig, rt: Runtime, d: Path, model: GPT, opt: ShardedOpti
     if old_world == rt.world_size:
         mine = torch.load(d / ckpt.rank_file(rt.rank), map_location="cpu", weights_only=True)
         opt.load_state_shards(mine["optimizer"])
-        position = Position(**mine["data"])
+        position = position_from_dict(mine["data"])
         torch.set_rng_state(mine["rng"]["torch"])
         if rt.device.type == "cuda" and "cuda" in mine["rng"]:
             torch.cuda.set_rng_state(mine["rng"]["cuda"])
@@ -49,15 +51,15 @@ def restore(cfg: TrainConfig, rt: Runtime, d: Path, model: GPT, opt: ShardedOpti
         states = ckpt.load_rank_states(d, manifest)
         union = {k: v for s in states for k, v in s["optimizer"].items()}
         opt.load_state_shards(union)
-        furthest = max((Position(**s["data"]) for s in states), key=lambda p: (p.epoch, p.shard))
-        position = Position(furthest.epoch, furthest.shard + 1, -1, 0)
+        furthest = max((position_from_dict(s["data"]) for s in states), key=lambda p: (p.epoch, p.shard))
+        position = type(furthest)(furthest.epoch, furthest.shard + 1)  # a fresh start there (empty buffer)
         say(f"resuming a {old_world}-rank checkpoint on {rt.world_size} ranks: optimizer state re-sharded; "
             f"data continues at training shard {position.shard} (the rest of partly read shards is skipped)")
     return manifest["step"], position, meta.get("loop", {})
 
 
-def save(cfg: TrainConfig, rt: Runtime, out_dir: Path, step: int, model: GPT, opt: ShardedOptimizer,
-          position: Position, loop_state: dict) -> None:
+def save(cfg: TrainConfig, rt: Runtime, out_dir: Path, step: int, model: torch.nn.Module, opt: Any,
+         position: Any, loop_state: dict) -> None:
     rng = {"torch": torch.get_rng_state()}
     if rt.device.type == "cuda":
         rng["cuda"] = torch.cuda.get_rng_state(rt.device)

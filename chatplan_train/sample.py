@@ -11,15 +11,16 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+import warnings
 from pathlib import Path
 
 import torch
 
-from chatplan.errors import EXIT_INVALID, ChatplanError, InvalidInput
+from chatplan.errors import EXIT_INVALID, EXIT_RUNTIME, ChatplanError, InvalidInput
 from chatplan.tokenizer import load_tokenizer
 from chatplan_train import checkpoint as ckpt
 from chatplan_train.config import load_plan, run_binding
-from chatplan_train.model import build_model
+from chatplan_train.recipe import recipe_for
 
 
 @torch.no_grad()
@@ -41,7 +42,7 @@ def sample_run(run_dir: Path, prompts: list[str], max_new_tokens: int = 32) -> d
     d, _ = ckpt.latest_complete(run_dir)
     if d is None:
         raise InvalidInput(f"{run_dir} has no complete checkpoint to sample from")
-    model = build_model(shape, init=False)
+    model = recipe_for(doc.arch.name).build_model(shape, init=False)  # fp32 on the CPU
     model.load_state_dict({k: v.float() for k, v in ckpt.load_model_state(d).items()})
     model.eval()
     tokenizer = load_tokenizer(Path(run_binding(doc).tokenizer_dir))
@@ -54,6 +55,7 @@ def sample_run(run_dir: Path, prompts: list[str], max_new_tokens: int = 32) -> d
 
 
 def main(argv: list[str] | None = None) -> int:
+    warnings.filterwarnings("ignore", message=".*Failed to initialize NumPy.*")  # torch without numpy
     p = argparse.ArgumentParser(prog="python -m chatplan_train.sample")
     p.add_argument("--run", required=True, type=Path)
     p.add_argument("--tokens", type=int, default=32)
@@ -65,6 +67,10 @@ def main(argv: list[str] | None = None) -> int:
     except ChatplanError as e:
         print(f"chatplan_train.sample: {e}", file=sys.stderr)
         return e.exit_code if e.exit_code else EXIT_INVALID
+    except Exception as e:  # the runner shows stderr as a one-line warning: no traceback
+        first = str(e).splitlines()[0] if str(e) else ""
+        print(f"chatplan_train.sample: {type(e).__name__}: {first}", file=sys.stderr)
+        return EXIT_RUNTIME
 
 
 if __name__ == "__main__":
