@@ -49,7 +49,8 @@ class AdamWParam:
     weight_decay: float
     rows: tuple[int, int]  # the slice of dim 0 this rank updates (all rows when replicated)
     sliced: bool
-    state: dict[str, torch.Tensor] = field(default_factory=dict)
+    state: dict[str, torch.Tensor] = field(default_factory=dict)  # exp_avg, exp_avg_sq
+    step: int = 0  # a host integer: no device sync for the bias corrections (the checkpoint stores it)
 
 
 @dataclass
@@ -189,11 +190,10 @@ class MuonAdamW:
         p = a.param.data[lo:hi]
         st = a.state
         if not st:
-            st["step"] = torch.zeros((), dtype=torch.float32)
             st["exp_avg"] = torch.zeros_like(p)
             st["exp_avg_sq"] = torch.zeros_like(p)
-        st["step"] += 1
-        t = int(st["step"].item())
+        a.step += 1
+        t = a.step
         lr_t, wd, eps = f32(lr), f32(a.weight_decay), f32(a.eps)
         b1, b2 = f32(a.betas[0]), f32(a.betas[1])
         p.mul_(f32(1 - f32(lr_t * wd)))  # decoupled decay on the pre-update value, with the scheduled lr
@@ -260,12 +260,18 @@ class MuonAdamW:
 
     # -- checkpointing: by parameter name (AdamW slices by row range), so any world size can load it ---
 
+    def resident_state(self) -> list[torch.Tensor]:
+        """Every optimizer-state tensor this rank holds (replicated AdamW state included): what the
+        planner's optimizer_state_per_rank counts."""
+        tensors = [t for a in self.adamw for t in a.state.values()]
+        return tensors + [t for grp in self.muon for st in grp.state.values() for t in st.values()]
+
     def state_shard(self) -> dict[str, dict[str, torch.Tensor]]:
         out: dict[str, dict[str, torch.Tensor]] = {}
         for a in self.adamw:
             if a.state and (a.sliced or self.rank == 0):
                 lo, hi = a.rows
-                out[f"{a.name}@{lo}:{hi}"] = dict(a.state)
+                out[f"{a.name}@{lo}:{hi}"] = {"step": torch.tensor(float(a.step)), **a.state}
         for grp in self.muon:
             for i in grp.owned:
                 if grp.names[i] in grp.state:
@@ -280,7 +286,8 @@ class MuonAdamW:
             if not pieces:
                 continue
             lo, hi = a.rows
-            a.state = {"step": pieces[0][1]["step"].to(torch.float32).clone()}
+            a.step = int(pieces[0][1]["step"].item())
+            a.state = {}
             for key in ("exp_avg", "exp_avg_sq"):
                 full = torch.cat([v[key] for _, v in pieces])
                 a.state[key] = full[lo:hi].to(dtype=a.param.dtype, device=a.param.device, copy=True)

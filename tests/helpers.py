@@ -58,10 +58,11 @@ def cpu_plan(depth: int = 2, *, vocab_size: int, seq_len: int, device_batch_size
              grad_accum_steps: int = 1, steps: int = 20, eval_every: int = 0, eval_tokens: int | None = None,
              data_dir: str | Path | None = None, tokenizer_dir: str | Path | None = None,
              ranks_sha256: str | None = None, source: str = "sample", out_dir: str | Path = "runs/test",
-             validation_shard: str = "shard_01822.parquet", train_shards: int = 0) -> dict:
+             validation_shard: str = "shard_01822.parquet", train_shards: int = 0,
+             arch: str = "nanochat-2025") -> dict:
     """plan.json (as a dict) for a small CPU run, bound to the given data and tokenizer directories."""
     total = device_batch_size * seq_len * world_size * grad_accum_steps
-    p = chatplan.plan(depth=depth, gpus=f"{world_size}xCPU", gpus_per_node=world_size, vocab_size=vocab_size,
+    p = chatplan.plan(arch=arch, depth=depth, gpus=f"{world_size}xCPU", gpus_per_node=world_size, vocab_size=vocab_size,
                       seq_len=seq_len, total_batch_size=total, steps=steps,
                       device_batch_size=device_batch_size, eval_every=eval_every,
                       eval_tokens=eval_tokens or device_batch_size * seq_len * world_size,

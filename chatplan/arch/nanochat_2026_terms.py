@@ -81,20 +81,27 @@ def muon_groups(shapes: dict[str, tuple[int, ...]], is_muon) -> dict[tuple[int, 
 
 def optimizer_state_per_rank(shapes: dict[str, tuple[int, ...]], is_muon, world: int,
                              precision: Precision) -> tuple[int, ...]:
-    """Bytes of MuonAdamW state on each rank (every rank holds the same layout, §10)."""
+    """Bytes of MuonAdamW state on each rank (§10).
+
+    AdamW: exp_avg and exp_avg_sq in the parameter's dtype, a 1/W slice of the large tables, the small
+    tensors replicated. Muon: rank r updates matrices [r·c, (r+1)·c) of each group of K (c = ceil(K/W)),
+    and holds their momentum and NorMuon second moment. nanochat also keeps zero state for the padding
+    slots (K rounded up to c·W) on the last ranks; chatplan's trainer does not, so those ranks hold less.
+    Rank 0 always owns a full chunk: the peak (max over ranks) is the same either way."""
     adamw = 0
     for name, dims in shapes.items():
         if is_muon(name):
             continue
         numel, b = _numel(dims), storage_bytes(name, precision)
-        # exp_avg and exp_avg_sq in the parameter's dtype: a 1/W slice, or replicated when small
         adamw += 2 * b * (numel if numel < ADAMW_SCATTER_MIN_NUMEL else numel // world)
-    muon = 0
+    per_rank = [adamw] * world
     for (rows, cols), k in muon_groups(shapes, is_muon).items():
-        owned = -(-k // world)
+        chunk = -(-k // world)
         second_moment = rows if rows >= cols else cols  # NorMuon: per row (tall) or per column (wide)
-        muon += owned * 4 * (rows * cols + second_moment)
-    return (adamw + muon,) * world
+        for r in range(world):
+            owned = max(0, min(chunk, k - r * chunk))
+            per_rank[r] += owned * 4 * (rows * cols + second_moment)
+    return tuple(per_rank)
 
 
 def optimizer_workspace(shapes: dict[str, tuple[int, ...]], is_muon, world: int, precision: Precision) -> int:
