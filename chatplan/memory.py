@@ -14,7 +14,8 @@ the activations gone. The larger of the two is reported, and which one it was.
 
 Three figures, always named: `peak_allocated_gib` (comparable to torch.cuda.max_memory_allocated),
 `peak_reserved_gib` (+ the allocator's cache), `peak_device_gib` (+ CUDA context, comparable to
-nvidia-smi). GiB = 2^30 bytes. The fit verdict compares `peak_device_gib` with the catalog capacity.
+nvidia-smi). GiB = 2^30 bytes. The fit verdict compares the demand (allocated + context: the cache is
+elastic) and the high end of its measured error band with the catalog capacity.
 docs/memory.md derives every term.
 """
 
@@ -22,6 +23,7 @@ from __future__ import annotations
 
 from dataclasses import asdict, dataclass
 
+from chatplan.accuracy import MEMORY_REL_ERROR
 from chatplan.batch import batch_candidates
 from chatplan.facts import ModelFacts
 
@@ -30,17 +32,19 @@ GIB = 2**30
 # --- calibration constants (few, named, with their evidence) ---------------------------------------
 # CUDA context + cuBLAS workspace + NCCL buffers per process. SPEC §5: the context costs ~0.5-1 GB.
 CUDA_CONTEXT_GIB = 0.75
-# The margin under capacity inside which a fit is called "tight": the model's stated uncertainty.
-FIT_MARGIN_FRACTION = 0.05
+# The share of capacity the elastic allocator cache may fill (below). Not a verdict margin: the fit
+# verdict uses the measured error band (MEMORY_REL_ERROR, chatplan/accuracy.py).
+ALLOCATOR_CEILING_FRACTION = 0.95
 # Allocator cache, as a multiple of the gradient bytes. Evidence (SPEC §5, 8xH100 80 GB, T 2,048):
 # term by term, d32 at batch 8 allocates ~50 GiB, yet nvidia-smi showed ~78 GB, while d20 at batch
 # 32 allocates ~75 GiB and still ran: the gap is cache, not demand. PyTorch's caching allocator
 # keeps freed blocks (gradient-sized ones from the compiled backward's fresh gradients, activation
 # blocks of several micro-steps) and releases them and retries before it reports an OOM, so the
 # cache is elastic: it is what nvidia-smi shows, never a cause of OOM. The model lets it grow to
-# k x gradient bytes, but only into memory left free above the fit margin. k = 3.6 brings d32/B8 to
-# ~75 GiB on the device (SPEC: 74..79.19). Not measured here (no GPU lent yet): the first constant
-# to refit from `benchmarks/results/` runs (max_memory_reserved - max_memory_allocated).
+# k x gradient bytes, but only up to ALLOCATOR_CEILING_FRACTION of capacity. k = 3.6 and that ceiling
+# bring d32/B8 to ~75 GiB on the device (FIELD L4: ~78 GB = 77.2 GiB in nvidia-smi): both rest on that
+# one row, so they are not cross-validated (README). Not measured here (no GPU lent yet): the first
+# constants to refit from a GPU probe (max_memory_reserved - max_memory_allocated, scripts/gpu_probe.sh).
 ALLOCATOR_CACHE_PER_GRAD_BYTE = 3.6
 
 
@@ -68,7 +72,7 @@ class MemoryEstimate:
     peak_device_gib: float
     capacity_gib: float
     headroom_gib: float  # capacity - peak_device
-    margin_gib: float
+    margin_gib: float  # demand above capacity - margin is `tight`: capacity x (1 - 1 / (1 + memory band))
     verdict: str  # "fits" | "tight" | "oom"
 
     def to_dict(self) -> dict:
@@ -93,8 +97,8 @@ def _peaks(facts: ModelFacts, device_batch_size: int, capacity_gib: float) -> tu
     if facts.precision.device_type != "cuda":
         return activations, logits, transient, backward, optimizer, 0, 0
     context = int(CUDA_CONTEXT_GIB * GIB)
-    free_above_margin = capacity_gib * (1 - FIT_MARGIN_FRACTION) * GIB - max(backward, optimizer) - context
-    cache = int(min(ALLOCATOR_CACHE_PER_GRAD_BYTE * t.gradients, max(0.0, free_above_margin)))
+    free_below_ceiling = capacity_gib * ALLOCATOR_CEILING_FRACTION * GIB - max(backward, optimizer) - context
+    cache = int(min(ALLOCATOR_CACHE_PER_GRAD_BYTE * t.gradients, max(0.0, free_below_ceiling)))
     return activations, logits, transient, backward, optimizer, cache, context
 
 
@@ -105,7 +109,8 @@ def estimate_memory(facts: ModelFacts, device_batch_size: int, grad_accum_steps:
         facts, device_batch_size, capacity_gib)
     peak_allocated = max(backward, optimizer)
     device_gib = (peak_allocated + reserve + context) / GIB
-    margin = FIT_MARGIN_FRACTION * capacity_gib
+    demand_gib = (peak_allocated + context) / GIB
+    margin = capacity_gib * (1 - 1 / (1 + MEMORY_REL_ERROR))
     return MemoryEstimate(
         device_batch_size=device_batch_size,
         grad_accum_steps=grad_accum_steps,
@@ -127,15 +132,17 @@ def estimate_memory(facts: ModelFacts, device_batch_size: int, grad_accum_steps:
         capacity_gib=capacity_gib,
         headroom_gib=capacity_gib - device_gib,
         margin_gib=margin,
-        verdict=fit_verdict(device_gib, capacity_gib),
+        verdict=fit_verdict(demand_gib, capacity_gib),
     )
 
 
-def fit_verdict(device_gib: float, capacity_gib: float) -> str:
-    """`oom` above capacity, `tight` within the margin under it, else `fits` (on peak_device_gib)."""
-    if device_gib > capacity_gib:
+def fit_verdict(demand_gib: float, capacity_gib: float, rel_error: float = MEMORY_REL_ERROR) -> str:
+    """`oom` when the demand (allocated + CUDA context; the elastic cache is released and retried before
+    PyTorch reports an OOM) exceeds capacity; `tight` when it fits but the high end of its error band,
+    demand x (1 + the measured memory error), does not; else `fits`."""
+    if demand_gib > capacity_gib:
         return "oom"
-    return "tight" if device_gib > capacity_gib * (1 - FIT_MARGIN_FRACTION) else "fits"
+    return "tight" if demand_gib * (1 + rel_error) > capacity_gib else "fits"
 
 
 def largest_fitting_batch(facts: ModelFacts, capacity_gib: float) -> int:

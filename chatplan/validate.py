@@ -91,3 +91,69 @@ def validate(catalog=None) -> list[Check]:
 
 def sources() -> dict[str, str]:
     return {row["id"]: row["source"] for row in field_rows()}
+
+
+# --- the fitted constants, which rows fixed them, and their leave-one-out errors ----------------------
+
+@dataclass(frozen=True)
+class FittedConstant:
+    name: str  # where it lives
+    value: float
+    fixed_by: str  # the measurement it was solved from
+    field_rows: tuple[str, ...]  # the FIELD rows (of chatplan/field.json) it was fitted to; () if none
+    figure: str  # the kind of figure it moves: "memory" | "time"
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def fitted_constants() -> list[FittedConstant]:
+    """Every constant solved from a measurement rather than derived or read from a datasheet."""
+    from chatplan.arch import nanochat_2026_terms as t26
+    from chatplan.catalog import builtin_catalog
+    from chatplan.memory import ALLOCATOR_CACHE_PER_GRAD_BYTE, ALLOCATOR_CEILING_FRACTION
+    from chatplan.timing import software_efficiency
+
+    return [
+        FittedConstant("timing.software_efficiency (k)", software_efficiency(builtin_catalog()),
+                       "L4: d32 on 8xH100, 1,572 ms/step", ("L4",), "time"),
+        FittedConstant("memory.ALLOCATOR_CACHE_PER_GRAD_BYTE", ALLOCATOR_CACHE_PER_GRAD_BYTE,
+                       "L4: ~78 GB in nvidia-smi at d32, batch 8", ("L4",), "memory"),
+        FittedConstant("memory.ALLOCATOR_CEILING_FRACTION", ALLOCATOR_CEILING_FRACTION,
+                       "L4, with the cache multiple (the ceiling binds there)", ("L4",), "memory"),
+        FittedConstant("nanochat_2026_terms.INDUCTOR_EXTRA_BYTES_PER_LAYER_WIDTH",
+                       t26.INDUCTOR_EXTRA_BYTES_PER_LAYER_WIDTH, "N2: 62,386.67 MiB at d24, batch 16", ("N2",),
+                       "memory"),
+        FittedConstant("nanochat_2026_terms.FP8_MATMUL_TIME_FACTOR", t26.FP8_MATMUL_TIME_FACTOR,
+                       "SPEC-2026 §9: d26 630K -> 740K tok/s in fp8 (not a FIELD row)", (), "time"),
+    ]
+
+
+@dataclass(frozen=True)
+class LeaveOneOut:
+    """A figure's error when the constants were fitted without its row: for a row no constant was fitted
+    to it is its ordinary prediction error; a row that alone fixed a constant cannot be left out of that
+    constant's fit (nothing is left to fit it to): not cross-validated."""
+    row: str
+    figure: str
+    error: float | None  # None: not cross-validated
+    reason: str
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def leave_one_out(checks: list[Check] | None = None) -> list[LeaveOneOut]:
+    checks = validate() if checks is None else checks
+    constants = fitted_constants()
+    kind = {"allocated GiB": "memory", "device GiB": "memory", "train minutes": "time"}
+    out = []
+    for c in checks:
+        if c.relative_error is None:
+            continue
+        own = [k.name for k in constants if c.row in k.field_rows and k.figure == kind[c.figure]]
+        if own:
+            out.append(LeaveOneOut(c.row, c.figure, None, f"alone fixes {', '.join(own)}"))
+        else:
+            out.append(LeaveOneOut(c.row, c.figure, c.relative_error, "no constant fitted to this row"))
+    return out
