@@ -275,6 +275,16 @@ def run(cfg: TrainConfig, rt: Runtime, tokenizer: TokenizerLike, train_paths: li
                           flops_per_token=fpt, peak_flops=peak_flops, peak_method=peak_method, world_size=W,
                           wall_seconds=time.perf_counter() - t_wall, steps_done=step, memory=memory,
                           final_val_bpb=last_bpb, final_loss=last_loss)
+    # Best-fit packing (2026) throws away the cropped tails: the report says how much, summed over ranks.
+    packing = None
+    if hasattr(position, "tokens_cropped"):
+        read, cropped = position.tokens_read, position.tokens_cropped
+        if W > 1:
+            pairs = all_gather_json([read, cropped])
+            read, cropped = sum(p[0] for p in pairs), sum(p[1] for p in pairs)
+        packing = {"method": "best-fit, BOS-aligned", "tokens_read": read, "tokens_cropped": cropped,
+                   "cropped_fraction": cropped / read if read else 0.0}
+        report["packing"] = packing
     # Every rank's weights must be identical after the broadcasts: the report shows each rank's hash.
     digest = ckpt.sha256_tensors(dict(model.named_parameters()))
     report["weights_sha256_per_rank"] = all_gather_json(digest) if W > 1 else [digest]
@@ -283,5 +293,9 @@ def run(cfg: TrainConfig, rt: Runtime, tokenizer: TokenizerLike, train_paths: li
         ckpt.save_json(report, out_dir / "report.json")
         for line in render_report(report):
             metrics.say(line)
+        if packing is not None:
+            metrics.say(f"packing: {packing['tokens_cropped']:,} of {packing['tokens_read']:,} tokens read were "
+                        f"cropped ({packing['cropped_fraction']:.1%}; nanochat measured 34.6% on FineWeb-EDU at "
+                        "T=2048)")
     metrics.close()
     return (report if rt.master else None), exit_code

@@ -269,7 +269,7 @@ class MuonAdamW:
     def state_shard(self) -> dict[str, dict[str, torch.Tensor]]:
         out: dict[str, dict[str, torch.Tensor]] = {}
         for a in self.adamw:
-            if a.state and (a.sliced or self.rank == 0):
+            if a.state:  # replicated state on every rank too: a same-size resume reads only its own file
                 lo, hi = a.rows
                 out[f"{a.name}@{lo}:{hi}"] = {"step": torch.tensor(float(a.step)), **a.state}
         for grp in self.muon:
@@ -281,16 +281,29 @@ class MuonAdamW:
     def load_state_shards(self, state: dict[str, dict[str, torch.Tensor]]) -> None:
         """Load this rank's state from a union of shards written by any world size."""
         for a in self.adamw:
-            pieces = sorted(((int(k.split("@")[1].split(":")[0]), v) for k, v in state.items()
-                             if k.split("@")[0] == a.name and "@" in k), key=lambda kv: kv[0])
+            pieces = {}  # first row -> (last row, state): the saved slices of this tensor, any world size
+            for key, value in state.items():
+                name, _, rows = key.partition("@")
+                if name == a.name and rows:
+                    lo_k, hi_k = (int(x) for x in rows.split(":"))
+                    pieces[lo_k] = (hi_k, value)
             if not pieces:
                 continue
             lo, hi = a.rows
-            a.step = int(pieces[0][1]["step"].item())
+            first = next(iter(pieces.values()))[1]
+            a.step = int(first["step"].item())
             a.state = {}
             for key in ("exp_avg", "exp_avg_sq"):
-                full = torch.cat([v[key] for _, v in pieces])
-                a.state[key] = full[lo:hi].to(dtype=a.param.dtype, device=a.param.device, copy=True)
+                mine = torch.empty((hi - lo, *a.param.shape[1:]), dtype=a.param.dtype, device=a.param.device)
+                covered = 0
+                for lo_k, (hi_k, value) in pieces.items():  # copy the rows of [lo, hi) each slice holds
+                    a0, a1 = max(lo, lo_k), min(hi, hi_k)
+                    if a0 < a1:
+                        mine[a0 - lo:a1 - lo].copy_(value[key][a0 - lo_k:a1 - lo_k])
+                        covered += a1 - a0
+                if covered != hi - lo:
+                    raise ValueError(f"{a.name}: the checkpoint holds {covered} of rows {lo}:{hi}")
+                a.state[key] = mine
         for grp in self.muon:
             for i in grp.owned:
                 entry = state.get(grp.names[i])

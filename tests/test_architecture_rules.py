@@ -136,6 +136,8 @@ ALLOWED = [
     ("chatplan_train/loop.py", "weights_sha256_per_rank", 'report["weights_sha256_per_rank"] =',
      "a write, not a read: the trainer adds its weights digest to the report it writes"),
     ("chatplan_train/optim.py", "params", 'group["params"]', "a torch optimizer param group"),
+    ("chatplan_train/loop.py", "packing", 'report["packing"] =',
+     "a write: the trainer adds the 2026 loader's crop counts to the report it writes"),
     ("chatplan_train/optim_2026.py", "params", 'g["params"]',
      "a group of PlanDoc.optimizer (the contract checked it against the architecture), not the plan's `params`"),
     ("chatplan_train/report.py", "memory_gib", 'report["memory_gib"] = {',
