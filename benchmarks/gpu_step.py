@@ -8,10 +8,12 @@ size (tests/test_gpu_step_script.py), so it cannot first break on a rented machi
     python benchmarks/gpu_step.py --device cuda --out benchmarks/results/gpu-<date>.json
     python benchmarks/gpu_step.py --device cpu --config tiny            # what CI runs
 
-Each configuration: the model built from the plan's shape and precision (bf16 autocast, bf16 wte,
-compiled or eager), the trainer's ShardedOptimizer, random tokens (the data does not change step time or
-memory), `--steps` optimizer steps at accumulation 1 on one device; the first two steps (compilation,
-allocator warm-up) are left out of the timing.
+Each configuration: the model of the plan's architecture built from its shape and precision (late-2025:
+bf16 autocast, bf16 wte; 2026: no autocast, bf16 activations and tables, fp8 through torchao where the
+plan says so), compiled or eager, the trainer's optimizer for that architecture (chatplan_train.recipe),
+random tokens (the data does not change step time or memory), `--steps` optimizer steps at accumulation 1
+on one device; the first two steps (compilation, allocator warm-up) are left out of the timing. An fp8
+configuration on a machine without torchao or without fp8 support is reported as skipped, not failed.
 """
 
 from __future__ import annotations
@@ -30,17 +32,23 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import chatplan  # noqa: E402
-from chatplan_train.config import OptimConfig  # noqa: E402
+from chatplan.contract import plan_document, read_plan  # noqa: E402
+from chatplan.errors import ChatplanError  # noqa: E402
+from chatplan_train.config import make_config  # noqa: E402
 from chatplan_train.loop import train_step  # noqa: E402
-from chatplan_train.model import build_model  # noqa: E402
-from chatplan_train.optim import ShardedOptimizer  # noqa: E402
+from chatplan_train.recipe import recipe_for  # noqa: E402
 
 GIB = 2**30
 # (name, plan inputs, compiled): eager for the memory figures, compiled where the published runs compile
+A26 = "nanochat-2026"
 CONFIGS = {
     "cuda": [("d12", dict(depth=12), False), ("d20", dict(depth=20), False), ("d20-compiled", dict(depth=20), True),
-             ("d26", dict(depth=26), False)],
-    "tiny": [("tiny", dict(depth=2, vocab_size=512, seq_len=64, device_batch_size=2), False)],
+             ("d26", dict(depth=26), False),
+             ("2026-d12", dict(arch=A26, depth=12), False), ("2026-d24", dict(arch=A26, depth=24), False),
+             ("2026-d24-compiled", dict(arch=A26, depth=24), True),
+             ("2026-d24-fp8-compiled", dict(arch=A26, depth=24, fp8=True), True)],
+    "tiny": [("tiny", dict(depth=2, vocab_size=512, seq_len=64, device_batch_size=2), False),
+             ("tiny-2026", dict(arch=A26, depth=2, vocab_size=512, seq_len=256, device_batch_size=1), False)],
 }
 
 
@@ -52,12 +60,17 @@ def measure(name: str, inputs: dict, compiled: bool, device: str, steps: int) ->
     precision = p.precision if device == "cuda" else replace(p.precision, device_type="cpu")
     B, T, V = p.parallelism.device_batch_size, p.shape.sequence_len, p.shape.vocab_size
     dev = torch.device(device)
+    recipe = recipe_for(p.shape.arch)
+    cfg = make_config(read_plan(plan_document(p)), 1, out="unused")  # the optimizer, as the trainer reads it
     torch.manual_seed(0)
-    model = build_model(p.shape, device=dev, precision=precision)
-    ns = getattr(torch, precision.newton_schulz_dtype)
-    opt = ShardedOptimizer(model, OptimConfig.from_plan(p.optimizer), ns_dtype=ns)
+    try:
+        model = recipe.build_model(p.shape, device=dev, precision=precision)
+    except ChatplanError as e:  # fp8 without torchao: say so and go on with the other configurations
+        return {"name": name, "device": device, "skipped": str(e)}
+    opt = recipe.make_optimizer(model, cfg, 1, 0, getattr(torch, precision.newton_schulz_dtype))
     fwd = torch.compile(model) if compiled else model
-    cast = (lambda: torch.autocast(device, dtype=torch.bfloat16)) if precision.autocast else contextlib.nullcontext
+    autocast = precision.autocast and recipe.autocast
+    cast = (lambda: torch.autocast(device, dtype=torch.bfloat16)) if autocast else contextlib.nullcontext
 
     def batches():
         g = torch.Generator().manual_seed(1)
@@ -81,7 +94,8 @@ def measure(name: str, inputs: dict, compiled: bool, device: str, steps: int) ->
     step_s = statistics.median(steady) if steady else None
     peak = p.fleet.gpu.peak_flops
     result.update({
-        "name": name, "device": device, "compiled": compiled, "depth": p.depth, "device_batch_size": B,
+        "name": name, "arch": p.shape.arch, "device": device, "compiled": compiled, "fp8": precision.fp8,
+        "attention_kernel": getattr(precision, "attention_kernel", None), "depth": p.depth, "device_batch_size": B,
         "seq_len": T, "vocab_size": V, "steps": len(seconds), "step_seconds": step_s,
         "mfu": p.flops_per_token * B * T / step_s / peak if step_s else None,
         "predicted": {"step_seconds_per_micro_batch": p.time.step_seconds / p.parallelism.grad_accum_steps,

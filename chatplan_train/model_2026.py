@@ -89,7 +89,9 @@ def windowed_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, window
         from torch.nn.attention.flex_attention import flex_attention
 
         return flex_attention(q, k, v, block_mask=flex_block_mask(T, window, str(q.device)), enable_gqa=gqa)
-    return F.scaled_dot_product_attention(q, k, v, attn_mask=window_mask(T, window, str(q.device)), enable_gqa=gqa)
+    # compiled, the mask is traced into the graph (built from iotas, no cache); eager, it is built once
+    mask = (window_mask.__wrapped__ if torch.compiler.is_compiling() else window_mask)(T, window, str(q.device))
+    return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=gqa)
 
 
 class CausalSelfAttention(nn.Module):
