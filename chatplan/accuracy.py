@@ -21,19 +21,26 @@ BASIS = {"memory": f"±{MEMORY_REL_ERROR:.1%}: RMS relative error of chatplan va
          "time": f"±{TIME_REL_ERROR:.1%}: RMS relative error of chatplan validate's time rows (L1, L5, N1, N2)"}
 
 
-def figure_band(value: float, kind: str, inverse: bool = False) -> dict:
-    """The band of one figure; `inverse` for rates (MFU, tok/s), which fall when time rises."""
-    rel = MEMORY_REL_ERROR if kind == "memory" else TIME_REL_ERROR
+def figure_band(value: float, kind: str, inverse: bool = False, rel: float | None = None,
+                basis: str | None = None) -> dict:
+    """The band of one figure; `inverse` for rates (MFU, tok/s), which fall when time rises. `rel` and
+    `basis` replace the validation residual when the figure was measured (a probe or a run)."""
+    rel = (MEMORY_REL_ERROR if kind == "memory" else TIME_REL_ERROR) if rel is None else rel
     low, high = (value / (1 + rel), value / (1 - rel)) if inverse else (value * (1 - rel), value * (1 + rel))
-    return band(value, low, high, BASIS[kind])
+    return band(value, low, high, basis or BASIS[kind])
 
 
 def plan_bands(m, t) -> dict[str, dict]:
     """A band for every predicted figure of a plan (plan.json's `bands`), from its memory and time."""
+    rel = basis = None
+    if m.source != "model":  # measured: its own band (chatplan.calibration)
+        from chatplan.calibration import CALIBRATED_MEMORY_REL_ERROR
+
+        rel, basis = CALIBRATED_MEMORY_REL_ERROR, f"±{CALIBRATED_MEMORY_REL_ERROR:.1%}: {m.source}"
     return {
-        "peak_allocated_gib": figure_band(m.peak_allocated_gib, "memory"),
-        "peak_reserved_gib": figure_band(m.peak_reserved_gib, "memory"),
-        "peak_device_gib": figure_band(m.peak_device_gib, "memory"),
+        "peak_allocated_gib": figure_band(m.peak_allocated_gib, "memory", rel=rel, basis=basis),
+        "peak_reserved_gib": figure_band(m.peak_reserved_gib, "memory", rel=rel, basis=basis),
+        "peak_device_gib": figure_band(m.peak_device_gib, "memory", rel=rel, basis=basis),
         "step_seconds": figure_band(t.step_seconds, "time"),
         "tokens_per_second": figure_band(t.tokens_per_second, "time", inverse=True),
         "mfu": figure_band(t.mfu, "time", inverse=True),

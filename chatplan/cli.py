@@ -47,6 +47,7 @@ COMMANDS = {
     "run": ("chatplan.commands.run", "run"),
     "calibrate": ("chatplan.commands.calibrate", "calibrate"),
     "validate": ("chatplan.commands.validate", "validate"),
+    "probe": ("chatplan.commands.probe", "probe"),
 }
 SUBAPPS = {"data": "chatplan.data.cli", "tokenizer": "chatplan.tokenizer.cli"}
 _registered: set[str] = set()

@@ -21,7 +21,7 @@ docs/memory.md derives every term.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 
 from chatplan.accuracy import MEMORY_REL_ERROR
 from chatplan.batch import batch_candidates
@@ -74,6 +74,7 @@ class MemoryEstimate:
     headroom_gib: float  # capacity - peak_device
     margin_gib: float  # demand above capacity - margin is `tight`: capacity x (1 - 1 / (1 + memory band))
     verdict: str  # "fits" | "tight" | "oom"
+    source: str = "model"  # "model" | what measured the three peak figures (chatplan.calibration)
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -134,6 +135,22 @@ def estimate_memory(facts: ModelFacts, device_batch_size: int, grad_accum_steps:
         margin_gib=margin,
         verdict=fit_verdict(demand_gib, capacity_gib),
     )
+
+
+def with_measured(m: MemoryEstimate, allocated_gib: float, reserved_gib: float | None, device_gib: float | None,
+                  source: str) -> MemoryEstimate:
+    """The estimate with its three peak figures replaced by measured ones (carried to this plan by the
+    model), and the verdict on the measured demand with the measured figures' band."""
+    from chatplan.calibration import CALIBRATED_MEMORY_REL_ERROR
+
+    context = m.cuda_context / GIB
+    reserved = reserved_gib if reserved_gib is not None else allocated_gib + m.allocator_reserve / GIB
+    device = device_gib if device_gib is not None else reserved + context
+    demand = allocated_gib + context
+    return replace(m, peak_allocated_gib=allocated_gib, peak_reserved_gib=reserved, peak_device_gib=device,
+                   headroom_gib=m.capacity_gib - device,
+                   margin_gib=m.capacity_gib * (1 - 1 / (1 + CALIBRATED_MEMORY_REL_ERROR)),
+                   verdict=fit_verdict(demand, m.capacity_gib, CALIBRATED_MEMORY_REL_ERROR), source=source)
 
 
 def fit_verdict(demand_gib: float, capacity_gib: float, rel_error: float = MEMORY_REL_ERROR) -> str:

@@ -13,13 +13,19 @@ from typing import Any
 from chatplan.accuracy import plan_bands
 from chatplan.arch.base import MAX_DEPTH, Architecture, ModelShape, ParamCounts
 from chatplan.batch import grad_accum_for, sequences_per_rank
-from chatplan.calibration import Calibration, CalibrationPoint, calibrated_mfu
+from chatplan.calibration import Calibration, CalibrationPoint, calibrated_memory, calibrated_mfu
 from chatplan.catalog import Catalog, Fleet, builtin_catalog, parse_fleet
 from chatplan.dataplan import DataPlan, data_plan
 from chatplan.errors import InvalidInput, RequirementFailed
 from chatplan.facts import model_facts
 from chatplan.horizon import Horizon, training_horizon
-from chatplan.memory import MemoryEstimate, choose_device_batch, estimate_memory, largest_fitting_batch
+from chatplan.memory import (
+    MemoryEstimate,
+    choose_device_batch,
+    estimate_memory,
+    largest_fitting_batch,
+    with_measured,
+)
 from chatplan.precision import Precision, decide_precision
 from chatplan.request import PlanRequest, Tier, resolve, updated
 from chatplan.timing import StepTime, TimeCost, predict_step, time_and_cost
@@ -215,11 +221,20 @@ def plan_one(request: PlanRequest, catalog: Catalog, calibration: Calibration | 
             notes.append(f"device batch {seqs}: a batch of up to {fits} would fit in memory, but "
                          f"the total batch of {total_batch:,} tokens is only {seqs} sequences per GPU "
                          f"({shape.sequence_len:,} tokens each on {world} GPUs); a larger one would not divide it")
+    measured = _measured_memory(arch, shape, fleet, precision, memory, total_batch, calibration)
+    if measured is not None:  # a probe or a run measured this depth on this GPU type: its figures, carried
+        memory = with_measured(memory, measured.peak_allocated_gib, measured.peak_reserved_gib,
+                               measured.peak_device_gib, measured.described)
+        notes.append(measured.described)
+        if memory.verdict == "oom":
+            warnings.append(f"device batch size {memory.device_batch_size} runs out of memory by the measured "
+                            f"figures: {memory.peak_allocated_gib:.1f} GiB allocated of {capacity:.2f} GiB")
     parallelism = Parallelism(world, fleet.nodes, fleet.gpus_per_node, memory.device_batch_size,
                               memory.grad_accum_steps, device_batch_source)
 
     step = predict_step(facts, fleet, memory.device_batch_size, memory.grad_accum_steps, catalog, r.inter_node_gbps)
-    used_mfu, mfu_source, calibrated = _mfu(r, arch, shape, fleet, step, total_batch, catalog, calibration)
+    used_mfu, mfu_source, calibrated = _mfu(r, arch, shape, fleet, step, total_batch, catalog, calibration,
+                                            memory.device_batch_size)
     price_per_hour = gpu.price_per_hour if r.price is None else float(r.price)
     # A CPU's peak is the whole machine's (all ranks share its cores); a GPU fleet's is the sum.
     fleet_peak = gpu.peak_flops * (world if gpu.device_type == "cuda" else 1)
@@ -251,8 +266,29 @@ def plan_one(request: PlanRequest, catalog: Catalog, calibration: Calibration | 
     )
 
 
+def _measured_memory(arch: Architecture, shape: ModelShape, fleet: Fleet, precision: Precision,
+                     memory: MemoryEstimate, total_batch: int, calibration: Calibration | None):
+    """Recorded memory measurements of this depth on this GPU type, carried to this plan by the model."""
+    if calibration is None or not calibration.points:
+        return None
+    gpu, world = fleet.gpu, fleet.num_gpus
+
+    def figures(m: MemoryEstimate) -> tuple[float, float, float]:
+        return m.peak_allocated_gib, m.peak_reserved_gib, m.peak_device_gib
+
+    def model_at(point: CalibrationPoint) -> tuple[float, float, float]:
+        accum = point.grad_accum_steps or max(1, total_batch // (point.device_batch_size * point.seq_len
+                                                                 * point.world_size))
+        facts = model_facts(arch, shape, point.world_size, precision)
+        return figures(estimate_memory(facts, point.device_batch_size, accum, fleet.rank_capacity_gib))
+
+    return calibrated_memory(calibration, arch.name, gpu.name, gpu.device_type, world, shape.n_layer,
+                             shape.sequence_len, shape.vocab_size, memory.device_batch_size, figures(memory), model_at)
+
+
 def _mfu(r: PlanRequest, arch: Architecture, shape: ModelShape, fleet: Fleet, step: StepTime, total_batch: int,
-         catalog: Catalog, calibration: Calibration | None) -> tuple[float, str, Calibrated]:
+         catalog: Catalog, calibration: Calibration | None,
+         device_batch_size: int | None = None) -> tuple[float, str, Calibrated]:
     """The MFU the time and cost use: the override, else the calibrated, else the predicted one."""
     gpu, world = fleet.gpu, fleet.num_gpus
 
@@ -261,16 +297,21 @@ def _mfu(r: PlanRequest, arch: Architecture, shape: ModelShape, fleet: Fleet, st
                                  r.window_pattern)
         precision = decide_precision(arch.name, gpu.device_type, fp8_supported=arch.fp8_supported,
                                      compute_capability=gpu.compute_capability, fp8=r.fp8, compile=r.compile)
-        accum = max(1, total_batch // (point.device_batch_size * point.seq_len * world))
-        return predict_step(model_facts(arch, other, world, precision), fleet, point.device_batch_size, accum,
+        # a probe ran one process: the model at its own world size and accumulation (then the ratio carries it)
+        at_world = point.world_size if point.source == "probe" else world
+        at_fleet = fleet if at_world == world else parse_fleet(f"{at_world}x{gpu.name}", catalog, at_world, 1)
+        accum = point.grad_accum_steps or max(1, total_batch // (point.device_batch_size * point.seq_len * at_world))
+        return predict_step(model_facts(arch, other, at_world, precision), at_fleet, point.device_batch_size, accum,
                             catalog, r.inter_node_gbps).mfu
 
     cal = None if r.mfu is not None else calibrated_mfu(
         calibration, arch.name, gpu.name, gpu.device_type, world, shape.n_layer, shape.sequence_len,
-        shape.vocab_size, step.mfu, model_mfu_at)
+        shape.vocab_size, step.mfu, model_mfu_at, device_batch_size)
     source = calibration.source if calibration else None
     if cal is None:
         note = Calibrated("uncalibrated", 0, source)
+    elif cal.described:
+        note = Calibrated(cal.described, cal.points, source)
     else:
         note = Calibrated(f"calibrated from {cal.points} run{'s' if cal.points != 1 else ''} ({cal.method})",
                           cal.points, source)

@@ -40,6 +40,7 @@ ADDED = {
     "data.dataset": "the corpus is the architecture's",
     "notes": "facts that are not warnings (e.g. why the automatic batch is smaller than what fits)",
     "bands": "an error band on every predicted figure, from the validation residuals (chatplan.accuracy)",
+    "memory.source": "what the memory figures come from: the model, or a probe's / run's measurement",
 }
 # Model changes made on purpose after the redesign (issue 13), each with the cases and keys it moves.
 # The fit verdict is `tight` when the high end of the measured memory band crosses capacity (was: within
