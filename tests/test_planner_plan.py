@@ -86,10 +86,16 @@ def test_d32_time_with_spec_mfu():
     assert p.time.cost_usd == pytest.approx(p.time.pretrain_hours * 8 * 3.0)
 
 
-def test_mfu_model_reproduces_its_anchor_and_falls_with_size():
-    d32 = chatplan.plan(depth=32, gpus="8xH100")
-    assert d32.time.mfu == pytest.approx(0.5092, abs=1e-4) and d32.time.mfu_source == "predicted"
-    assert d32.time.step_seconds == pytest.approx(1.572, rel=1e-3)
+def test_mfu_model_predicts_the_runs_it_was_not_fitted_to_and_falls_with_size():
+    """The software efficiency is solved from L4 (d32, 1,572 ms/step): asserting 0.5092 back would restate
+    that constant. The evidence is the rows it was not fitted to (FIELD L1, L5, N1, N2: training minutes
+    within ±10 %, MFU predicted)."""
+    from chatplan.validate import validate
+
+    predicted = {c.row: c for c in validate() if c.figure == "train minutes" and c.row != "L4"}
+    assert set(predicted) == {"L1", "L5", "N1", "N2"}
+    assert all(abs(c.relative_error) <= 0.10 for c in predicted.values()), predicted
+    assert chatplan.plan(depth=32, gpus="8xH100").time.mfu_source == "predicted"
     mfus = [chatplan.plan(depth=d).time.mfu for d in (8, 12, 16, 20, 26, 32)]
     assert mfus == sorted(mfus) and mfus[0] < 0.4
 
@@ -133,9 +139,16 @@ def test_spec_observations(depth, fits, oom):
         assert _verdict(depth, oom).verdict == "oom"
 
 
-def test_d32_batch8_device_memory_matches_nvidia_smi():
+def test_d32_batch8_device_memory_is_the_field_row_it_was_fitted_to():
+    """FIELD L4: ~78 GB in nvidia-smi at d32, batch 8 (77.2 GiB). The allocator-cache constants were fitted
+    to this one row (not cross-validated, README): the check is the validation row itself, within ±7 %,
+    and what it rests on: the demand without the elastic cache is far below capacity."""
+    from chatplan.validate import validate
+
+    [row] = [c for c in validate() if (c.row, c.figure) == ("L4", "device GiB")]
+    assert row.measured == pytest.approx(78 * 79.19 / 80) and abs(row.relative_error) <= 0.07
     m = _verdict(32, 8)
-    assert 74 <= m.peak_device_gib <= 79.19
+    assert m.peak_allocated_gib + m.cuda_context / 2**30 < 0.7 * m.capacity_gib and m.verdict == "fits"
 
 
 @pytest.mark.parametrize("depth,batch,accum", [(20, 32, 1), (26, 16, 2), (32, 8, 4)])
