@@ -62,6 +62,8 @@ def plan_document(p: Plan) -> dict[str, Any]:
         "inputs": p.request.to_dict(),
         "tier": tier,
         "budget": asdict(p.budget) if p.budget else None,
+        "target": asdict(p.target) if p.target else None,
+        "forecast": p.forecast.to_dict() if p.forecast else None,
         "calibration": asdict(p.calibration),
         "model": p.shape.to_dict(),
         "params": p.params.to_dict(),
@@ -244,6 +246,7 @@ class PlanDoc:
     predictions: dict[str, float | None]
     resident_bytes: int  # weights + optimizer state of every rank: one checkpoint's size
     run: RunBinding | None
+    forecast: dict[str, Any] | None = None  # the capability forecast (val_bpb, core bands); None in older plans
 
 
 PREDICTION_KEYS = ("tokens_per_second", "step_seconds", "mfu", "peak_flops_per_gpu", "peak_allocated_gib",
@@ -308,8 +311,19 @@ def read_plan(doc: Any) -> PlanDoc:
         download_shards=_int(doc, "data.download_shards", 0),
         train_shards_needed=_int(doc, "data.train_shards_needed", 0),
         validation_shard=_str(doc, "data.validation_shard"), predictions=predictions, resident_bytes=memory,
-        run=_read_run(doc) if "run" in doc else None,
+        run=_read_run(doc) if "run" in doc else None, forecast=_read_forecast(doc),
     )
+
+
+def _read_forecast(doc: Any) -> dict[str, Any] | None:
+    """The forecast's two bands ({value, low, high, basis}), checked; None when the plan has none."""
+    f = doc.get("forecast")
+    if f is None:
+        return None
+    for key in ("val_bpb", "core"):
+        for part in ("value", "low", "high"):
+            _num(doc, f"forecast.{key}.{part}", -math.inf)
+    return f
 
 
 def _read_precision(doc: Any) -> Precision:
@@ -369,6 +383,25 @@ def relative_error(achieved: float | None, predicted: float | None) -> float | N
 
 def pair(achieved: float | None, predicted: float | None) -> dict[str, float | None]:
     return {"achieved": achieved, "predicted": predicted, "relative_error": relative_error(achieved, predicted)}
+
+
+def forecast_check(achieved: float | None, forecast_band: dict[str, Any] | None) -> dict[str, Any] | None:
+    """A measured quality (final val bpb, a CORE) beside its forecast band: the error and whether it is inside."""
+    if not isinstance(forecast_band, dict):
+        return None
+    low, high, value = forecast_band.get("low"), forecast_band.get("high"), forecast_band.get("value")
+    return {"achieved": achieved, "predicted": value, "low": low, "high": high,
+            "error": None if achieved is None or value is None else achieved - value,
+            "within_band": None if achieved is None else bool(low <= achieved <= high)}
+
+
+# (label, report key) of the forecast comparisons (chatplan_train.report adds them; CORE's achieved value comes
+# from `chatplan calibrate --core`, since the CORE benchmark data is not downloaded)
+FORECAST_ROWS = [("val bpb (final) vs forecast", "val_bpb_forecast"), ("CORE vs forecast", "core_forecast")]
+
+
+def forecast_checks(report: dict[str, Any]) -> list[tuple[str, dict[str, Any]]]:
+    return [(label, report[key]) for label, key in FORECAST_ROWS if isinstance(report.get(key), dict)]
 
 
 # (label, report key, format) of the rows every rendering of a report shows, in order

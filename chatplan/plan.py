@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from chatplan.accuracy import plan_bands
 from chatplan.arch.base import MAX_DEPTH, Architecture, ModelShape, ParamCounts
@@ -18,6 +18,7 @@ from chatplan.catalog import Catalog, Fleet, builtin_catalog, parse_fleet
 from chatplan.dataplan import DataPlan, data_plan
 from chatplan.errors import InvalidInput, RequirementFailed
 from chatplan.facts import model_facts
+from chatplan.forecast import Forecast, forecast_plan
 from chatplan.horizon import Horizon, training_horizon
 from chatplan.memory import (
     MemoryEstimate,
@@ -27,8 +28,11 @@ from chatplan.memory import (
     with_measured,
 )
 from chatplan.precision import Precision, decide_precision
-from chatplan.request import PlanRequest, Tier, resolve, updated
+from chatplan.request import PlanRequest, Tier, resolve, updated, wants_target
 from chatplan.timing import StepTime, TimeCost, predict_step, time_and_cost
+
+if TYPE_CHECKING:
+    from chatplan.target import TargetChoice
 
 
 @dataclass(frozen=True)
@@ -89,6 +93,7 @@ class Plan:
     warnings: tuple[str, ...] = field(default=())
     notes: tuple[str, ...] = field(default=())  # facts worth knowing that are not problems
     budget: BudgetChoice | None = None  # set when --budget chose the depth
+    target: TargetChoice | None = None  # set when --target-core / --target-bpb / --tier gpt2 chose depth and ratio
 
     @property
     def depth(self) -> int:
@@ -107,6 +112,15 @@ class Plan:
         """Figure -> {value, low, high, basis}: each prediction with its measured error (chatplan.accuracy);
         computed when asked for, so a plan searched over and discarded does not pay for it."""
         return plan_bands(self.memory, self.time)
+
+    @property
+    def forecast(self) -> Forecast | None:
+        """The capability forecast (chatplan.forecast): val bpb and CORE with bands; None on the embedded sample
+        corpus, which no published run used. Computed when asked for (~3 us), like the bands."""
+        if self.data_source == "sample":
+            return None
+        return forecast_plan(self.arch.name, self.shape.n_layer, self.params, self.horizon.tokens,
+                             self.horizon.total_flops)
 
     def to_dict(self) -> dict:
         """plan.json (written by its one owner, chatplan.contract)."""
@@ -128,6 +142,10 @@ def plan(request: PlanRequest | None = None, *, catalog: Catalog | None = None,
     except TypeError as e:
         raise InvalidInput(f"plan(): {e}") from None
     catalog = catalog or builtin_catalog()
+    if wants_target(request):  # the cheapest depth and ratio whose forecast reaches a quality
+        from chatplan.target import plan_for_target
+
+        return plan_for_target(request, lambda r: plan_one(r, catalog, calibration))
     if request.budget is not None:
         return plan_for_budget(request, catalog, calibration)
     return plan_one(request, catalog, calibration)

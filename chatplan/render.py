@@ -74,6 +74,17 @@ def plan_sections(p: Plan) -> list[Section]:
             ("largest depth within budget", f"{b.chosen_depth} (${b.chosen_cost_usd:,.0f})"),
             ("next valid depth", nxt),
         ]))
+    if p.target is not None:
+        tg = p.target
+        sections.append(("Target quality", [
+            ("wanted", tg.describe()),
+            ("cheapest on the grid", f"depth {tg.chosen_depth}, data ratio {tg.chosen_ratio:g}: "
+                                     f"${tg.chosen_cost_usd:,.2f} ({hours(t.pretrain_hours)})"),
+            ("searched", f"depths {tg.depths[0]}-{tg.depths[1]} x ratios {tg.ratios[0]:g}-{tg.ratios[1]:g} "
+                         f"({tg.plans_evaluated} plans)"),
+        ]))
+    if p.forecast is not None:
+        sections.append(("Capability forecast (published nanochat runs)", forecast_rows(p.forecast)))
     model = [
         ("architecture", f"{p.arch.name} (nanochat {p.arch.nanochat_commit})"),
         ("depth (layers)", f"{s.n_layer}"),
@@ -170,6 +181,22 @@ def plan_sections(p: Plan) -> list[Section]:
     return sections
 
 
+def forecast_rows(fc) -> list[tuple[str, str]]:
+    """A plan's forecast: the two figures with their bands, the nearest published run, where it extrapolates."""
+    from chatplan.forecast import GPT2_CORE
+
+    near = fc.nearest()
+    rows = [("val bpb", f"{fc.val_bpb:.4f} \u00b1 {fc.bpb_half:.4f} ({fc.fit.groups[fc.group].dataset} val shard)"),
+            ("CORE", f"{fc.core:.4f} \u00b1 {fc.core_half:.4f} (GPT-2 1.5B: {GPT2_CORE}; "
+                     f"{'reaches it' if fc.core >= GPT2_CORE else 'below it'})"),
+            ("nearest published", near.describe() if near else "-")]
+    notes = fc.extrapolation()
+    rows += [("extrapolates", n + (f" (band x{fc.widen:.2f})" if i == 0 else "")) for i, n in enumerate(notes)]
+    if not notes:
+        rows.append(("range", f"inside the published {fc.fit.groups[fc.group].dataset} runs"))
+    return rows
+
+
 def render_sections(sections: Sequence[Section], fmt: str, title: str, warnings: Sequence[str] = (),
                     notes: Sequence[str] = ()) -> None:
     if fmt == "rich":
@@ -245,19 +272,24 @@ def fit_table(grid: dict) -> tuple[list[str], list[list[str]], str, str]:
 def compare_table(docs: list[dict], by: str, max_hours: float | None) -> tuple[list[str], list[list[str]], str]:
     """The `compare` ranking as (headers, rows, title)."""
     depths = sorted({d["depth"] for d in docs if "depth" in d})
-    model = f"d{depths[0]}" if len(depths) == 1 else "the largest depth each fleet's budget buys"
+    model = f"d{depths[0]}" if len(depths) == 1 else "the depth each fleet's budget or target chooses"
     title = f"chatplan compare: {model} by {by}" + (f", done within {max_hours:g} h first" if max_hours else "")
     table = []
     for rank, d in enumerate(docs, 1):
         if "cost_usd" not in d:
-            table.append([str(rank), d["fleet"], "-", d["verdict"], "-", "-", "-", d["problem"][:60]])
+            table.append([str(rank), d["fleet"], "-", "-", d["verdict"], "-", "-", "-", "-", d["problem"][:60]])
             continue
         late = max_hours is not None and d["pretrain_hours"] > max_hours
-        table.append([str(rank), d["fleet"], str(d["depth"]), d["verdict"],
+        fc = d["forecast"]
+        core = "-" if fc is None else (f"{fc['core']['value']:.3f} \u00b1 "
+                                       f"{(fc['core']['high'] - fc['core']['low']) / 2:.3f}"
+                                       + ("*" if fc["extrapolates"] else ""))
+        table.append([str(rank), d["fleet"], str(d["depth"]), f"{d['data_ratio']:g}", d["verdict"],
                       f"{d['device_batch_size']} x {d['grad_accum_steps']}",
-                      f"{d['pretrain_hours']:,.2f}" + (" (late)" if late else ""), f"${d['cost_usd']:,.0f}",
+                      f"{d['pretrain_hours']:,.2f}" + (" (late)" if late else ""), f"${d['cost_usd']:,.0f}", core,
                       f"MFU {d['mfu']:.3f}"])
-    return ["#", "fleet", "depth", "verdict", "batch x accum", "hours", "cost", "note"], table, title
+    return ["#", "fleet", "depth", "ratio", "verdict", "batch x accum", "hours", "cost", "CORE (forecast)", "note"], \
+        table, title
 
 
 def validation_table(checks) -> tuple[list[str], list[list[str]], str]:

@@ -16,13 +16,14 @@ from typing import Any
 from chatplan.arch import DEFAULT_ARCH, get_arch
 from chatplan.arch.base import Architecture
 from chatplan.errors import InvalidInput
+from chatplan.forecast import GPT2_CORE
 
 DEFAULT_GPUS = "8xH100"
 DEFAULT_GPUS_PER_NODE = 8
 # Default inter-node link per GPU: 400 Gb/s (one NDR InfiniBand NIC per GPU, common on H100 nodes).
 DEFAULT_INTER_NODE_GBPS = 400.0
 # Group names, in the order help screens show them.
-GROUPS = ("model", "horizon", "fleet", "precision", "money", "data", "eval")
+GROUPS = ("model", "horizon", "fleet", "precision", "money", "quality", "data", "eval")
 
 
 def _in(group: str, flag: str, help: str, default: Any = None, short: str | None = None) -> Any:  # noqa: A002
@@ -35,7 +36,7 @@ class PlanRequest:
     arch: str | None = _in("model", "--arch", "Architecture: nanochat-2025 (late 2025, default) or nanochat-2026.")
     depth: int | None = _in("model", "--depth", "Model depth (layers), the one dial; width follows it.", short="-d")
     tier: str | None = _in("model", "--tier", "Preset: 100 (d20), 300 (d26), 1000 (d32), speedrun (2026 d24 fp8), "
-                                              "tiny (CPU).")
+                                              "tiny (CPU), gpt2 (= --target-core 0.256525 under --arch).")
     aspect_ratio: int | None = _in("model", "--aspect-ratio", "Model dim per layer (default 64).")
     head_dim: int | None = _in("model", "--head-dim", "Target head dim (default 128).")
     kv_heads: int | None = _in("model", "--kv-heads", "Key/value heads (GQA); default = heads.")
@@ -64,6 +65,11 @@ class PlanRequest:
     budget: float | None = _in("money", "--budget", "Dollars: plan the largest depth whose cost fits.")
     mfu: float | None = _in("money", "--mfu", "Override the predicted MFU (0 < MFU <= 1).")
     price: float | None = _in("money", "--price", "$ per GPU-hour (default: catalog).")
+    # --- quality (the capability forecast: chatplan.forecast, chatplan.target) ---
+    target_core: float | None = _in("quality", "--target-core", "The cheapest depth and ratio whose forecast CORE "
+                                                                "reaches this (GPT-2 1.5B: 0.256525).")
+    target_bpb: float | None = _in("quality", "--target-bpb", "The cheapest depth and ratio whose forecast "
+                                                              "validation bpb is at most this.")
     # --- data ---
     chars_per_token: float | None = _in("data", "--chars-per-token", "Characters per token for shard counts.")
     chars_per_shard: float | None = _in("data", "--chars-per-shard", "Characters per data shard.")
@@ -129,6 +135,30 @@ TIERS: dict[str, Tier] = {
 }
 
 
+# Tiers that name a quality, not a model: the target search (chatplan.target) chooses depth and ratio.
+TARGET_TIERS: dict[str, float] = {"gpt2": GPT2_CORE}
+
+
+def target_tier(name: str | int | None) -> float | None:
+    """The target CORE a tier name stands for (`--tier gpt2`), or None."""
+    return None if name is None else TARGET_TIERS.get(normalise_tier_name(name))
+
+
+def expand_target_tier(request: PlanRequest) -> PlanRequest:
+    """`--tier gpt2` written out: the request with its target CORE and no tier."""
+    value = target_tier(request.tier)
+    if value is None:
+        return request
+    if request.target_core is not None and request.target_core != value:
+        raise InvalidInput(f"--tier {request.tier} means --target-core {value}; drop one of them")
+    return updated(request, tier=None, target_core=value)
+
+
+def wants_target(request: PlanRequest) -> bool:
+    """Whether plan() searches for the cheapest plan that reaches a forecast quality."""
+    return request.target_core is not None or request.target_bpb is not None or target_tier(request.tier) is not None
+
+
 def normalise_tier_name(name: str | int) -> str:
     """'$300', '300', ' Tiny ' and '$tiny' all name one tier."""
     return str(name).strip().lstrip("$").strip().lower()
@@ -137,7 +167,9 @@ def normalise_tier_name(name: str | int) -> str:
 def get_tier(name: str | int) -> Tier:
     tier = TIERS.get(normalise_tier_name(name))
     if tier is None:
-        raise InvalidInput(f"unknown tier {name!r}: valid tiers are {', '.join(TIERS)}")
+        if target_tier(name) is not None:  # only plan() (through chatplan.target) reads a quality tier
+            raise InvalidInput(f"--tier {name} names a quality, not a model: use it with estimate, compare or run")
+        raise InvalidInput(f"unknown tier {name!r}: valid tiers are {', '.join([*TIERS, *TARGET_TIERS])}")
     return tier
 
 
@@ -198,6 +230,8 @@ def check_request(r: PlanRequest) -> None:
     _check_float("budget", r.budget)
     _check_float("data ratio", r.data_ratio)
     _check_float("target FLOPs", r.target_flops)
+    _check_float("target CORE", r.target_core, upper=1.0)
+    _check_float("target bpb", r.target_bpb)
     _check_float("chars per token", r.chars_per_token)
     _check_float("chars per shard", r.chars_per_shard)
     if r.chars_per_shard is not None and r.chars_per_shard < 1:

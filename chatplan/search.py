@@ -9,7 +9,7 @@ from chatplan.calibration import Calibration
 from chatplan.catalog import Catalog
 from chatplan.errors import InvalidInput, RequirementFailed
 from chatplan.plan import Plan
-from chatplan.request import PlanRequest, resolve
+from chatplan.request import PlanRequest, resolve, wants_target
 
 DEFAULT_COUNTS = (1, 8, 16, 32, 64)
 
@@ -30,7 +30,16 @@ class FleetRow:
                 "verdict": p.memory.verdict, "device_batch_size": p.parallelism.device_batch_size,
                 "grad_accum_steps": p.parallelism.grad_accum_steps, "peak_device_gib": p.memory.peak_device_gib,
                 "mfu": p.time.mfu, "pretrain_hours": p.time.pretrain_hours, "cost_usd": p.time.cost_usd,
-                "price_per_gpu_hour": p.time.price_per_gpu_hour}
+                "price_per_gpu_hour": p.time.price_per_gpu_hour, "data_ratio": p.request.data_ratio,
+                "forecast": _forecast_brief(p)}
+
+
+def _forecast_brief(p: Plan) -> dict | None:
+    """A compare row's forecast: the two bands and whether it extrapolates (the plan.json section in short)."""
+    if p.forecast is None:
+        return None
+    doc = p.forecast.to_dict()
+    return {k: doc[k] for k in ("group", "val_bpb", "core", "extrapolates")}
 
 
 def compare_fleets(
@@ -55,7 +64,7 @@ def compare_fleets(
     bad = [c for c in counts if not (isinstance(c, int) and c >= 1)]
     if bad or not counts:
         raise InvalidInput(f"GPU counts must be positive integers, got {', '.join(map(str, counts)) or 'none'}")
-    if request.budget is None:
+    if request.budget is None and not wants_target(request):  # else each fleet's search chooses the depth
         resolved, arch, _ = resolve(request)
         if resolved.depth is None:
             raise InvalidInput("give a depth (--depth D), a tier (--tier 100|300|1000|tiny) or a budget (--budget USD)")

@@ -12,7 +12,7 @@ import math
 import statistics
 from typing import Any
 
-from chatplan.contract import PlanDoc, pair, report_pairs, run_summary
+from chatplan.contract import PlanDoc, forecast_check, forecast_checks, pair, report_pairs, run_summary
 
 WARMUP_STEPS = 2
 
@@ -73,6 +73,10 @@ def build_report(doc: PlanDoc, *, step_seconds: list[float], tokens_per_step: in
         "wall_seconds": wall_seconds,
         "final_loss": final_loss,
         "final_val_bpb": final_val_bpb,
+        # the capability forecast is for the plan's full horizon: compare when steps_done is the plan's steps.
+        # CORE needs its benchmark data (not downloaded here): `chatplan calibrate --core X` compares a measured one
+        "val_bpb_forecast": forecast_check(final_val_bpb, doc.forecast.get("val_bpb") if doc.forecast else None),
+        "core_forecast": forecast_check(None, doc.forecast.get("core") if doc.forecast else None),
         "tokens_per_second": _pair(tok_s, pred.get("tokens_per_second")),
         "step_seconds": _pair(step_s, pred.get("step_seconds")),
         "mfu": _pair(mfu, predicted_mfu),
@@ -109,6 +113,9 @@ def render_report(report: dict[str, Any]) -> list[str]:
             errors.append(f"{label}: measurement error: {p['measurement_error']}")
     s = run_summary(report)
     lines += errors
+    for label, c in forecast_checks(report):
+        lines.append(f"{label:28}{_fmt(c.get('achieved'), '.4f'):>14}{_fmt(c.get('predicted'), '.4f'):>14}"
+                     + ("" if c.get("achieved") is not None else "  (not measured)"))
     lines.append(f"wall {_fmt(s.wall_seconds, '.1f')} s, {s.steps_done} steps, final loss "
                  f"{_fmt(s.final_loss, '.4f')}, val bpb {_fmt(s.final_val_bpb, '.4f')}")
     return lines

@@ -123,6 +123,7 @@ ALLOWED = [
     ("chatplan/render.py", "arch", "grid['arch']", "the `fit` grid of search.fit_grid, not a plan document"),
     ("chatplan/render.py", "fleet", 'd["fleet"]', "a `compare` row (search.FleetOption.to_dict)"),
     ("chatplan/render.py", "mfu", "d['mfu']", "a `compare` row (search.FleetOption.to_dict)"),
+    ("chatplan/render.py", "forecast", 'd["forecast"]', "a `compare` row (search.FleetRow.to_dict)"),
     ("chatplan/request.py", "arch", 'changes["arch"] = tier.arch', "keyword changes for dataclasses.replace"),
     ("chatplan/runner/report.py", "samples", '(samples or {}).get("samples"',
      "the sampler's stdout (chatplan_train.sample), before it enters the report"),

@@ -64,7 +64,8 @@ def value_for(option: str, tmp: Path) -> list[str]:
         "--rdzv-endpoint": ["--rdzv-endpoint", "127.0.0.1:1"], "--out": ["--out", str(tmp / "elsewhere")],
         "--data": ["--data", str(tmp / "shards")], "--yes": ["--yes"], "--dry-run": [], "--resume": ["--resume"],
         "--launcher": ["--launcher", "slurm"], "--save-every": ["--save-every", "3"],
-        "--pessimistic": ["--pessimistic"],
+        "--pessimistic": ["--pessimistic"], "--target-core": ["--target-core", "0.2"],
+        "--target-bpb": ["--target-bpb", "0.9"],
     }
     return table[option]
 

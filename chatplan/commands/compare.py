@@ -13,7 +13,7 @@ from chatplan.search import DEFAULT_COUNTS
 
 
 # rows show fleet, batch, time and cost: the data plan's options would change nothing shown
-@plan_options("model", "horizon", "fleet", "precision", "money", "eval", exclude=("gpus", "nodes"),
+@plan_options("model", "horizon", "fleet", "precision", "money", "quality", "eval", exclude=("gpus", "nodes"),
               files=("gpu_catalog", "calibration"))
 def compare(
     request: PlanRequest,
@@ -45,4 +45,5 @@ def compare(
         print_json({"by": by, "max_hours": max_hours, "rows": docs})
         return
     headers, table, title = compare_table(docs, by, max_hours)
-    render_grid(headers, table, fmt, title)
+    render_grid(headers, table, fmt, title,
+                note="CORE (forecast): fitted to published nanochat runs; * = extrapolates beyond them (band widened)")

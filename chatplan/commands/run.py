@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from chatplan.commands.options import Edge, JsonOpt, plan_options, print_json
-from chatplan.request import PlanRequest
+from chatplan.request import PlanRequest, expand_target_tier
 
 
 @plan_options()
@@ -62,7 +62,7 @@ def run(
                       save_every=save_every, launcher=launcher)
     if not dry_run and launcher != "slurm":
         require_trainer()
-    request, device = fleet_request(request, opts)
+    request, device = fleet_request(expand_target_tier(request), opts)  # --tier gpt2 is a target, not a preset
     catalog = edge.catalog()
     p = plan(request, catalog=catalog, calibration=edge.load_calibration(must_exist=False))
     say = sys.stderr if json_out else sys.stdout  # --json: the document alone on stdout

@@ -11,7 +11,17 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from chatplan.calibration import CalibrationPoint, max_point_mfu
-from chatplan.contract import PlanDoc, achieved, add_run_summary, load_plan, load_report, report_pairs, run_summary
+from chatplan.contract import (
+    PlanDoc,
+    achieved,
+    add_run_summary,
+    forecast_check,
+    forecast_checks,
+    load_plan,
+    load_report,
+    report_pairs,
+    run_summary,
+)
 from chatplan.errors import InvalidInput, RuntimeFailure
 from chatplan.files import write_json_atomic
 from chatplan.runner.launch import child_env
@@ -62,10 +72,46 @@ def report_markdown(report: dict, doc: PlanDoc) -> str:
              f"Steps run: {s.steps_done}; wall time {s.run_wall_seconds or 0:.1f} s "
              f"(training {s.wall_seconds or 0:.1f} s); final loss {s.final_loss}; "
              f"validation bpb {s.final_val_bpb}.", ""]
+    checks = forecast_checks(report)
+    if checks:
+        lines += ["## Capability forecast", "", tabulate(forecast_table(checks, s.steps_done, doc.steps),
+                                                         headers=["", "achieved", "forecast", "band", "inside"],
+                                                         tablefmt="github"), "",
+                  "The forecast is for the plan's full horizon. CORE needs the benchmark data, which chatplan does "
+                  "not download: measure it with nanochat's base_eval and compare with "
+                  "`chatplan calibrate --from RUN_DIR --core X`.", ""]
     if s.samples:
         lines += ["## Samples (greedy)", ""]
         lines += [f"- **{x['prompt']}**{x['completion']}" for x in s.samples]
     return "\n".join(lines) + "\n"
+
+
+def forecast_table(checks: list[tuple[str, dict]], steps_done: int | None, steps: int) -> list[list[str]]:
+    """Rows of achieved quality beside the forecast band ('not measured' for CORE; a short run's bpb is not the
+    forecast's, which is for the whole horizon)."""
+    def fmt(v):
+        return "-" if v is None else f"{v:.4f}"
+
+    rows = []
+    for label, c in checks:
+        short = "val bpb" in label and c.get("achieved") is not None and (steps_done or 0) < steps
+        inside = ("-" if c.get("within_band") is None else "yes" if c["within_band"] else "no")
+        rows.append([label, fmt(c.get("achieved")) if c.get("achieved") is not None else "not measured",
+                     fmt(c.get("predicted")), f"{fmt(c.get('low'))} - {fmt(c.get('high'))}",
+                     f"{inside} (run stopped at step {steps_done:,} of {steps:,})" if short else inside])
+    return rows
+
+
+def compare_core(run_dir: str | os.PathLike, core: float) -> dict:
+    """A measured CORE (nanochat's base_eval) beside the run's forecast: `chatplan calibrate --core`."""
+    if not (isinstance(core, (int, float)) and 0 < core < 1):
+        raise InvalidInput(f"--core must be a CORE score between 0 and 1, got {core!r}")
+    doc = load_plan(Path(run_dir) / "plan.json")
+    check = forecast_check(float(core), doc.forecast.get("core") if doc.forecast else None)
+    if check is None:
+        raise InvalidInput(f"{str(run_dir)!r}: plan.json has no capability forecast (a sample-data run, or a plan "
+                           "written before the forecast): nothing to compare CORE with")
+    return check
 
 
 def sample_model(run_dir: Path, python: str = sys.executable) -> dict | None:

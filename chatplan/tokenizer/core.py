@@ -137,7 +137,7 @@ def load_tokenizer(dir: str | os.PathLike) -> Tokenizer:
     try:
         meta = json.loads((d / META_FILE).read_text())
     except FileNotFoundError:
-        raise InvalidInput(f"no tokenizer in {d}: {META_FILE} is missing "
+        raise InvalidInput(f"no tokenizer in {d.resolve()}: {META_FILE} is missing "
                            "(create one with `chatplan tokenizer train`)") from None
     except (OSError, ValueError) as e:
         raise InvalidInput(f"unreadable {d / META_FILE}: {e}") from None
