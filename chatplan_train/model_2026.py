@@ -221,7 +221,9 @@ class GPT(nn.Module):
                 losses = chunked_softcap_nll(x2, weight, y)
                 return losses if reduction == "none" else losses.sum() / (y != -1).sum().clamp(min=1)
             return LinearSoftcapCrossEntropy.apply(x2, weight, y)
-        logits = F.linear(x, weight.to(x.dtype)).float()
+        # through the module (all padded rows, then the crop, as nanochat does), so that --fp8's converted
+        # lm_head is the one that runs
+        logits = self.lm_head(x)[..., :V].float()
         logits = SOFTCAP * torch.tanh(logits / SOFTCAP)
         if targets is None:
             return logits

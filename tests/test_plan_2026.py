@@ -65,7 +65,10 @@ def test_field_n4_the_scripts_batch_fits_at_every_even_depth(depth):
 
 def test_fp8_changes_saved_tensors_and_step_time_only():
     bf16, fp8 = plan26(depth=26, device_batch_size=16), plan26(depth=26, device_batch_size=16, fp8=True)
-    assert fp8.memory.activations < bf16.memory.activations
+    # chatplan trains fp8 through torchao's Float8Linear, which saves the same bf16 inputs and no weight
+    # copy (measured: tests/test_train_2026.py::test_fp8_terms_describe_what_torchao_saves); nanochat's own
+    # fp8 module, which saves 1-byte inputs (SPEC-2026 §9: ~9 GB lower at d26), is not what runs here
+    assert fp8.memory.activations == bf16.memory.activations
     assert fp8.memory.autocast_weight_copies < bf16.memory.autocast_weight_copies
     for same in ("weights", "gradients", "optimizer_state", "logits"):
         assert getattr(fp8.memory, same) == getattr(bf16.memory, same), same

@@ -120,14 +120,15 @@ def optimizer_workspace(shapes: dict[str, tuple[int, ...]], is_muon, world: int,
 
 def weight_copy_bytes(shapes: dict[str, tuple[int, ...]], is_linear, precision: Precision) -> int:
     """The Linear casts its fp32 master to the activation dtype each forward, and autograd saves that
-    copy for the input gradient: 2 bytes per weight in bf16, 1 for the fp8 linears, none in fp32."""
+    copy for the input gradient: 2 bytes per weight in bf16, none in fp32. torchao's Float8Linear saves the
+    fp32 master itself (a parameter, already counted) and casts it again in backward: none for the fp8
+    linears (measured with saved-tensor hooks)."""
     if precision.compute_dtype == "float32":
         return 0
     total = 0
     for name, dims in shapes.items():
-        if is_linear(name):
-            fp8 = precision.fp8 and is_fp8_linear(name, dims)
-            total += _numel(dims) * (1 if fp8 else precision.activation_bytes)
+        if is_linear(name) and not (precision.fp8 and is_fp8_linear(name, dims)):
+            total += _numel(dims) * precision.activation_bytes
     return total
 
 
@@ -145,7 +146,8 @@ def activation_bytes_per_token(shape: ModelShape, precision: Precision) -> float
     plus what inductor keeps beyond these (fitted, see INDUCTOR_EXTRA_BYTES_PER_LAYER_WIDTH) when compiled.
     Eager (the CPU path): rotary and QK-norm inputs and relu^2 are saved too, and SDPA with a mask keeps
     the fp32 attention probabilities (H x T per token).
-    fp8: the converted linears save their own 1-byte input copy instead of sharing the bf16 one.
+    fp8 (torchao): the converted linears save the same bf16 inputs; only the weight copies go (see
+    weight_copy_bytes).
     Model level: the embedding output, x0, the smear input, the backout cache, the final norm's input
     and output, token ids and targets.
     """
@@ -159,15 +161,12 @@ def activation_bytes_per_token(shape: ModelShape, precision: Precision) -> float
     else:
         # + the rotary outputs (QK-norm inputs) and c_proj's contiguous input copy
         wide = d + (4 * d + 4 * k + d) + k * ve_share + (2 * d + 4 * d + 4 * d)
+        # SDPA with a boolean window mask keeps out + logsumexp like the flash path, no T x T probabilities
+        # (measured with saved-tensor hooks: tests/test_memory_vs_trainer.py)
         per_layer = a * wide + stats
-        if precision.attention_kernel == "sdpa-masked":
-            per_layer += 4 * h * shape.sequence_len  # the fp32 probabilities of masked math attention
-    if precision.fp8:
-        # bf16 saves 2-byte inputs of the block's linears (the q/k/v input once, the attention output, the
-        # MLP input, relu^2: 7d); fp8 saves a 1-byte copy per converted linear instead (q, k, v each: 9d).
-        # Net 5 bytes·d per layer: ~7 GB at d26 / batch 16 / 8 GPUs, plus 1 byte per weight copy, in line
-        # with §9's "~9 GB lower at d26"
-        per_layer -= 2 * 7 * d - 9 * d
+    # fp8 (torchao's tensorwise Float8Linear, which the trainer uses): each converted linear saves its
+    # bf16 input, exactly as without fp8, and casts it again in backward; no per-token saving (nanochat's
+    # own fp8 module saves 1-byte copies instead: ~5 bytes·d less per layer, which chatplan does not get)
     model_level = a * 6 * d + 8 * 2
     return L * per_layer + model_level
 
@@ -177,9 +176,17 @@ def loss_bytes_per_token(shape: ModelShape, precision: Precision) -> float:
     fp32 gradient of the logits created at the start of backward. In fp32 (CPU, eager): the softcap's tanh
     output and the log-softmax output, then the gradient."""
     v = shape.padded_vocab_size
+    if precision.fused_loss:  # the CPU's chunked loss saves nothing per token (see loss_fixed_bytes)
+        return 0
     if precision.compute_dtype == "float32":
         return (4 + 4 + 4) * v
     return (2 + 4 + 4) * v
+
+
+def loss_fixed_bytes(shape: ModelShape, precision: Precision) -> int:
+    """The CPU's fused chunked loss (chatplan_train.model.LinearSoftcapCrossEntropy, on lm_head's first V
+    rows) computes lm_head's weight gradient in forward and keeps it, V x d fp32, whatever the batch."""
+    return 4 * shape.vocab_size * shape.n_embd if precision.fused_loss else 0
 
 
 def attention_seconds_factor(shape: ModelShape, precision: Precision) -> float:
@@ -215,7 +222,7 @@ def memory_terms(shapes: dict[str, tuple[int, ...]], shape: ModelShape, world: i
         comm_scratch=scatter,
         activation_bytes_per_token=activation_bytes_per_token(shape, precision),
         loss_bytes_per_token=loss_bytes_per_token(shape, precision),
-        loss_fixed_bytes=0,
+        loss_fixed_bytes=loss_fixed_bytes(shape, precision),
     )
 
 
