@@ -79,6 +79,13 @@ def flex_block_mask(seq_len: int, window: int, device: str):
     return create_block_mask(mask_mod, B=None, H=None, Q_LEN=seq_len, KV_LEN=seq_len, device=device)
 
 
+@lru_cache(maxsize=1)
+def _compiled_flex():
+    from torch.nn.attention.flex_attention import flex_attention
+
+    return torch.compile(flex_attention, dynamic=False)
+
+
 def windowed_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, window: int, kernel: str) -> torch.Tensor:
     """Causal attention of (B, H, T, hd) tensors where each query sees its `window` predecessors."""
     T = q.size(2)
@@ -88,7 +95,10 @@ def windowed_attention(q: torch.Tensor, k: torch.Tensor, v: torch.Tensor, window
     if kernel == "flash-windowed":
         from torch.nn.attention.flex_attention import flex_attention
 
-        return flex_attention(q, k, v, block_mask=flex_block_mask(T, window, str(q.device)), enable_gqa=gqa)
+        # FlexAttention is a fused kernel only when compiled: an eager model (--no-compile) on a GPU still
+        # calls the compiled function, never the reference path that materialises every T x T score
+        fn = _compiled_flex() if q.is_cuda and not torch.compiler.is_compiling() else flex_attention
+        return fn(q, k, v, block_mask=flex_block_mask(T, window, str(q.device)), enable_gqa=gqa)
     # compiled, the mask is traced into the graph (built from iotas, no cache); eager, it is built once
     mask = (window_mask.__wrapped__ if torch.compiler.is_compiling() else window_mask)(T, window, str(q.device))
     return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=gqa)
