@@ -275,8 +275,8 @@ def enable_fp8(model: GPT) -> None:
     try:
         from torchao.float8 import Float8LinearConfig, convert_to_float8_training
     except ImportError as e:
-        raise InvalidInput("--fp8 needs torchao (pip install torchao): it provides the float8 training "
-                           "Linear") from e
+        raise InvalidInput("--fp8 needs torchao, which provides the float8 training Linear: "
+                           "pip install \"chatplan[train]\" (or torchao)") from e
 
     def convert(module: nn.Module, fqn: str) -> bool:
         return isinstance(module, nn.Linear) and is_fp8_linear(fqn + ".weight", tuple(module.weight.shape))
