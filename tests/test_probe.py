@@ -80,13 +80,13 @@ def test_a_one_process_probe_calibrates_a_two_rank_run_at_accumulation_4(tmp_pat
     """Probe: one process, accumulation 1, batches 8 and 16. Plan and run: two gloo ranks, batch 8 x 4
     accumulation. The model carries the probe to the plan (its ratio); the run lands within 10 %."""
     cal = tmp_path / "cal.json"
-    r = chatplan_cli("probe", *TWO_RANKS, "--probe-steps", "5", "--calibration", str(cal), "--json")
+    r = chatplan_cli("probe", *TWO_RANKS, "--probe-steps", "4", "--calibration", str(cal), "--json")
     assert r.returncode == 0, r.stderr[-2000:]
     probe = json.loads(r.stdout)
     assert probe["plan"]["world_size"] == 2 and probe["plan"]["grad_accum_steps"] == 4
     assert probe["plan"]["calibration"].startswith("calibrated from a probe on 1xCPU")
     predicted = probe["plan"]["step_seconds"]
-    run = chatplan_cli("run", *TWO_RANKS, "--steps", "8", "--device", "cpu", "--nproc", "2", "--data", "sample",
+    run = chatplan_cli("run", *TWO_RANKS, "--steps", "6", "--device", "cpu", "--nproc", "2", "--data", "sample",
                        "--yes", "--out", str(tmp_path / "run"), "--calibration", str(cal), "--json")
     assert run.returncode == 0, run.stderr[-2000:]
     plan_doc = json.loads((tmp_path / "run" / "plan.json").read_text())
