@@ -43,6 +43,7 @@ def build_report(doc: PlanDoc, *, step_seconds: list[float], tokens_per_step: in
                  steps_done: int, memory: dict[str, float] | None, final_val_bpb: float | None,
                  final_loss: float | None) -> dict[str, Any]:
     pred = doc.predictions
+    forecast = getattr(doc, "forecast", None)  # PlanDoc.forecast (None for plans without one; stand-ins lack it)
     horizon_steps = doc.steps
     times = steady(step_seconds)
     step_s = statistics.median(times) if times else None
@@ -75,8 +76,8 @@ def build_report(doc: PlanDoc, *, step_seconds: list[float], tokens_per_step: in
         "final_val_bpb": final_val_bpb,
         # the capability forecast is for the plan's full horizon: compare when steps_done is the plan's steps.
         # CORE needs its benchmark data (not downloaded here): `chatplan calibrate --core X` compares a measured one
-        "val_bpb_forecast": forecast_check(final_val_bpb, doc.forecast.get("val_bpb") if doc.forecast else None),
-        "core_forecast": forecast_check(None, doc.forecast.get("core") if doc.forecast else None),
+        "val_bpb_forecast": forecast_check(final_val_bpb, forecast.get("val_bpb") if forecast else None),
+        "core_forecast": forecast_check(None, forecast.get("core") if forecast else None),
         "tokens_per_second": _pair(tok_s, pred.get("tokens_per_second")),
         "step_seconds": _pair(step_s, pred.get("step_seconds")),
         "mfu": _pair(mfu, predicted_mfu),

@@ -41,6 +41,9 @@ ADDED = {
     "notes": "facts that are not warnings (e.g. why the automatic batch is smaller than what fits)",
     "bands": "an error band on every predicted figure, from the validation residuals (chatplan.accuracy)",
     "memory.source": "what the memory figures come from: the model, or a probe's / run's measurement",
+    "forecast": "the capability forecast: val bpb and CORE with bands (issue 14, chatplan.forecast)",
+    "target": "the target search's choice (--target-core / --target-bpb / --tier gpt2)",
+    "inputs.target_core": "--target-core", "inputs.target_bpb": "--target-bpb",
 }
 # Model changes made on purpose after the redesign (issue 13), each with the cases and keys it moves.
 # The fit verdict is `tight` when the high end of the measured memory band crosses capacity (was: within
@@ -61,8 +64,8 @@ def _moved_on_purpose(kwargs: dict, path: str) -> bool:
 
 # error lines that changed on purpose: old text -> (new text, reason)
 ERROR_CHANGES = {
-    "valid tiers are 100, 300, 1000, tiny": ("valid tiers are 100, 300, 1000, speedrun, tiny",
-                                            "the 2026 speedrun tier"),
+    "valid tiers are 100, 300, 1000, tiny": ("valid tiers are 100, 300, 1000, speedrun, tiny, gpt2",
+                                            "the 2026 speedrun tier, and gpt2 (a target CORE, issue 14)"),
 }
 # schema 1 placeholders that schema 2 no longer writes (the run section binds them)
 REMOVED = {"data.dir", "data.train_shards", "tokenizer.dir", "tokenizer.ranks_sha256", "device.dtype",
