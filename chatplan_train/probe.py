@@ -161,9 +161,14 @@ def probe_batch(cfg, device: torch.device, batch: int, warmup: int, steps: int, 
     return result
 
 
-def run_probe(plan_path: str, batches: list[int], warmup: int, steps: int, say=print) -> dict:
+def run_probe(plan_path: str, batches: list[int], warmup: int, steps: int, say=print,
+              ranks_per_node: int = 1) -> dict:
+    """`ranks_per_node`: how many ranks of the plan being calibrated share one machine. On a CPU they share
+    its cores, so the probe computes with the threads one rank of that plan gets (the trainer's rule,
+    cpu_peak.pin_threads): two 1-thread processes do more than one 2-thread process (small ops scale
+    poorly over threads), and a probe with all the cores would under-predict them."""
     from chatplan_train.config import load_plan, make_config
-    from chatplan_train.cpu_peak import pin_threads
+    from chatplan_train.cpu_peak import pin_threads, usable_cpus
 
     doc = load_plan(plan_path)
     if doc.world_size != 1:
@@ -183,7 +188,7 @@ def run_probe(plan_path: str, batches: list[int], warmup: int, steps: int, say=p
         threads = torch.get_num_threads()
     else:
         device = torch.device("cpu")
-        threads = pin_threads(1)
+        threads = pin_threads(ranks_per_node)
         name = f"CPU ({threads} threads)"
     say(f"probe: {doc.arch.name} d{doc.shape.n_layer}, context {doc.shape.sequence_len}, on {name}: batches "
         f"{', '.join(map(str, batches))}, {warmup} warm-up + {steps} measured steps each"
@@ -197,6 +202,8 @@ def run_probe(plan_path: str, batches: list[int], warmup: int, steps: int, say=p
             break
     return {"probe_version": PROBE_VERSION, "measured_on": name, "device_type": device.type,
             "torch_version": torch.__version__, "compile": cfg.compile, "threads": threads,
+            # the share of the device's peak this process had: on a CPU its threads of the usable cores
+            "peak_share": 1.0 if device.type == "cuda" else min(1.0, threads / usable_cpus()),
             "memory_measure": ("torch.cuda max_memory_allocated / max_memory_reserved, cudaMemGetInfo used"
                                if device.type == "cuda" else
                                "process RSS (VmHWM): includes the interpreter and libraries; not the "
@@ -211,17 +218,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--batches", required=True, help="comma-separated device batch sizes")
     p.add_argument("--warmup", type=int, default=2)
     p.add_argument("--steps", type=int, default=3)
+    p.add_argument("--ranks-per-node", type=int, default=1,
+                   help="ranks of the calibrated plan per machine (a CPU probe takes one rank's threads)")
     args = p.parse_args(argv)
     try:
         batches = [int(b) for b in args.batches.split(",")]
-        if not batches or min(batches) < 1 or args.steps < 1 or args.warmup < 0:
+        if not batches or min(batches) < 1 or args.steps < 1 or args.warmup < 0 or args.ranks_per_node < 1:
             raise ValueError
     except ValueError:
-        print(f"chatplan_train.probe: --batches must be positive integers, --steps >= 1 and --warmup >= 0, got "
-              f"{args.batches!r}, {args.steps}, {args.warmup}", file=sys.stderr)
+        print(f"chatplan_train.probe: --batches must be positive integers, --steps >= 1, --warmup >= 0 and "
+              f"--ranks-per-node >= 1, got {args.batches!r}, {args.steps}, {args.warmup}, {args.ranks_per_node}",
+              file=sys.stderr)
         return EXIT_INVALID
     try:
-        doc = run_probe(args.plan, batches, args.warmup, args.steps, say=lambda s: print(s, flush=True))
+        doc = run_probe(args.plan, batches, args.warmup, args.steps, say=lambda s: print(s, flush=True),
+                        ranks_per_node=args.ranks_per_node)
     except ChatplanError as e:
         print(f"chatplan_train.probe: {e}", file=sys.stderr)
         return e.exit_code

@@ -83,6 +83,11 @@ def test_a_one_process_probe_calibrates_a_two_rank_run_at_accumulation_4(tmp_pat
     r = chatplan_cli("probe", *TWO_RANKS, "--probe-steps", "4", "--calibration", str(cal), "--json")
     assert r.returncode == 0, r.stderr[-2000:]
     probe = json.loads(r.stdout)
+    from chatplan_train.cpu_peak import intra_op_threads
+
+    # one rank's threads (the cores shared by the plan's two ranks), as the trainer will pin them: a probe
+    # with every core measured one 2-thread process, 12-15 % slower than two 1-thread ranks here
+    assert probe["threads"] == intra_op_threads(2)
     assert probe["plan"]["world_size"] == 2 and probe["plan"]["grad_accum_steps"] == 4
     assert probe["plan"]["calibration"].startswith("calibrated from a probe on 1xCPU")
     predicted = probe["plan"]["step_seconds"]

@@ -50,6 +50,7 @@ class ProbeOutcome:
     torch_version: str
     compile: bool
     threads: int
+    peak_share: float  # the share of the device's peak the probe process had (CPU: its threads / the cores)
     memory_measure: str
     batches: list
 
@@ -121,7 +122,8 @@ def probe(
         plan_path, out_path = Path(tmp) / "plan.json", Path(tmp) / "probe.json"
         plan_path.write_text(json.dumps(plan_document(probe_plan)))
         cmd = [sys.executable, "-m", "chatplan_train.probe", "--plan", str(plan_path), "--out", str(out_path),
-               "--batches", ",".join(map(str, batches)), "--steps", str(steps)]
+               "--batches", ",".join(map(str, batches)), "--steps", str(steps),
+               "--ranks-per-node", str(p.fleet.gpus_per_node if gpu.device_type == "cpu" else 1)]
         proc = subprocess.run(cmd, env=child_env(), stdout=say, stderr=subprocess.PIPE, text=True)
         if proc.returncode != 0:
             last = (proc.stderr.strip().splitlines() or ["no output"])[-1].removeprefix("chatplan_train.probe: ")
@@ -137,7 +139,9 @@ def probe(
     points = [CalibrationPoint(
         gpu=gpu.name, device_type=gpu.device_type, world_size=1, depth=p.depth, device_batch_size=x.device_batch_size,
         seq_len=T, vocab_size=p.shape.vocab_size, arch=p.arch.name, source="probe", grad_accum_steps=1,
-        mfu=p.flops_per_token * x.tokens_per_second / gpu.peak_flops, chatplan_version=_version(),
+        # against the peak the probe had: on a CPU one rank's threads, as each rank of the plan will have
+        mfu=p.flops_per_token * x.tokens_per_second / (gpu.peak_flops * outcome.peak_share),
+        chatplan_version=_version(),
         peak_allocated_gib=x.max_allocated_gib if cuda else None,
         peak_reserved_gib=x.max_reserved_gib if cuda else None,
         device_used_gib=x.device_used_gib if cuda else None, recorded_at=now,
