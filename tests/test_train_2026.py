@@ -5,7 +5,6 @@ ranks, and FlexAttention == the SDPA window mask."""
 from __future__ import annotations
 
 import os
-import socket
 import tempfile
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from chatplan_train.model_2026 import build_model, windowed_attention
 from chatplan_train.optim_2026 import MuonAdamW
 from chatplan_train.packing import PackState, packed_batches
 from tests.helpers import facts
+from tests.test_train_distributed import free_port
 
 ARCH = get_arch("nanochat-2026")
 SCALARS = ("resid_lambdas", "x0_lambdas", "smear_lambda", "backout_lambda", "smear_gate.weight")
@@ -114,12 +114,6 @@ def _worker(rank: int, world: int, port: int, out: str) -> None:
         dist.barrier()  # nobody tears gloo down while its peer may still be in a collective
     finally:
         dist.destroy_process_group()
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.mark.slow
