@@ -278,12 +278,14 @@ def run(cfg: TrainConfig, rt: Runtime, tokenizer: TokenizerLike, train_paths: li
     # Best-fit packing (2026) throws away the cropped tails: the report says how much, summed over ranks.
     packing = None
     if hasattr(position, "tokens_cropped"):
-        read, cropped = position.tokens_read, position.tokens_cropped
+        # taken: tokens that left the document buffer (into rows, or cropped away); the buffer still holds
+        # up to 1,000 documents read ahead, which are neither
+        taken, cropped = position.tokens_taken, position.tokens_cropped
         if W > 1:
-            pairs = all_gather_json([read, cropped])
-            read, cropped = sum(p[0] for p in pairs), sum(p[1] for p in pairs)
-        packing = {"method": "best-fit, BOS-aligned", "tokens_read": read, "tokens_cropped": cropped,
-                   "cropped_fraction": cropped / read if read else 0.0}
+            pairs = all_gather_json([taken, cropped])
+            taken, cropped = sum(p[0] for p in pairs), sum(p[1] for p in pairs)
+        packing = {"method": "best-fit, BOS-aligned", "tokens_taken": taken, "tokens_cropped": cropped,
+                   "cropped_fraction": cropped / taken if taken else 0.0}
         report["packing"] = packing
     # Every rank's weights must be identical after the broadcasts: the report shows each rank's hash.
     digest = ckpt.sha256_tensors(dict(model.named_parameters()))
@@ -294,8 +296,8 @@ def run(cfg: TrainConfig, rt: Runtime, tokenizer: TokenizerLike, train_paths: li
         for line in render_report(report):
             metrics.say(line)
         if packing is not None:
-            metrics.say(f"packing: {packing['tokens_cropped']:,} of {packing['tokens_read']:,} tokens read were "
-                        f"cropped ({packing['cropped_fraction']:.1%}; nanochat measured 34.6% on FineWeb-EDU at "
-                        "T=2048)")
+            metrics.say(f"packing: {packing['tokens_cropped']:,} of {packing['tokens_taken']:,} tokens taken from "
+                        f"documents were cropped ({packing['cropped_fraction']:.1%}; nanochat measured 34.6% on "
+                        "FineWeb-EDU at T=2048)")
     metrics.close()
     return (report if rt.master else None), exit_code

@@ -41,6 +41,11 @@ class PackState:
     tokens_read: int = 0  # tokens taken into the buffer so far
     tokens_cropped: int = 0  # tokens thrown away by crops so far
 
+    @property
+    def tokens_taken(self) -> int:
+        """Tokens that left the buffer: placed in rows or cropped away."""
+        return self.tokens_read - sum(len(d) for d in self.buffer)
+
     def to_dict(self) -> dict:
         """Checkpoint form: the buffer as one int32 tensor plus lengths (torch.load(weights_only) reads it)."""
         flat = torch.cat(self.buffer) if self.buffer else torch.empty(0, dtype=torch.int64)

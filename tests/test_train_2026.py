@@ -215,6 +215,7 @@ def test_rows_start_with_bos_and_every_token_is_accounted_for(shards, world):
             placed += B * (T + 1)
         buffered = sum(len(doc) for doc in state.buffer)
         assert state.tokens_read == placed + state.tokens_cropped + buffered
+        assert state.tokens_taken == placed + state.tokens_cropped
         # topped up to 30 before every choice, so 29 or 30 after the last one
         assert len(state.buffer) in (29, 30) and 0 < state.tokens_cropped < state.tokens_read
         assert state.row_group % world == rank  # ranks stride over row groups
