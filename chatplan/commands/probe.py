@@ -64,6 +64,19 @@ def _read_outcome(path: Path) -> ProbeOutcome:
         raise RuntimeFailure(f"the probe left no readable result in {path}: {e}") from None
 
 
+def _slowest(outcomes) -> ProbeOutcome:
+    """The first probe process's outcome with each batch's step time the slowest process's."""
+    first, *others = list(outcomes)
+    batches = []
+    for i, b in enumerate(first.batches):
+        times = [b.step_seconds] + [o.batches[i].step_seconds for o in others if i < len(o.batches)]
+        if b.fit and all(t is not None for t in times):
+            slow = max(times)
+            b = replace(b, step_seconds=slow, tokens_per_second=b.tokens_per_second * b.step_seconds / slow)
+        batches.append(b)
+    return replace(first, batches=batches)
+
+
 def next_power_of_two(n: int) -> int:
     return 1 << n.bit_length()  # 8 -> 16, 12 -> 16
 
@@ -121,16 +134,29 @@ def probe(
     with tempfile.TemporaryDirectory(prefix="chatplan-probe-") as tmp:
         plan_path, out_path = Path(tmp) / "plan.json", Path(tmp) / "probe.json"
         plan_path.write_text(json.dumps(plan_document(probe_plan)))
-        cmd = [sys.executable, "-m", "chatplan_train.probe", "--plan", str(plan_path), "--out", str(out_path),
-               "--batches", ",".join(map(str, batches)), "--steps", str(steps),
-               "--ranks-per-node", str(p.fleet.gpus_per_node if gpu.device_type == "cpu" else 1)]
-        proc = subprocess.run(cmd, env=child_env(), stdout=say, stderr=subprocess.PIPE, text=True)
-        if proc.returncode != 0:
-            last = (proc.stderr.strip().splitlines() or ["no output"])[-1].removeprefix("chatplan_train.probe: ")
-            if proc.returncode == 2:  # refused (no CUDA device here, a bad memory cap): the user's input
-                raise InvalidInput(f"probe: {last}")
-            raise RuntimeFailure(f"the probe failed: {last}")
-        outcome = _read_outcome(out_path)
+        # On a CPU the plan's ranks share the machine: as many probe processes as the plan has ranks per node
+        # run at once, each with one rank's threads, so the probe meets the contention (cores, memory
+        # bandwidth, clocks) the run will; the slowest sets the step time, as the slowest rank does in a run.
+        copies = p.fleet.gpus_per_node if gpu.device_type == "cpu" else 1
+        outs = [out_path] + [Path(tmp) / f"probe{i}.json" for i in range(1, copies)]
+        logs = [out.with_suffix(".err") for out in outs]
+        procs = []
+        for i, (out, log) in enumerate(zip(outs, logs, strict=True)):
+            with open(log, "w") as err:  # a file, not a pipe: no process can block on a full pipe
+                procs.append(subprocess.Popen(
+                    [sys.executable, "-m", "chatplan_train.probe", "--plan", str(plan_path), "--out", str(out),
+                     "--batches", ",".join(map(str, batches)), "--steps", str(steps), "--ranks-per-node",
+                     str(copies)], env=child_env(), stdout=say if i == 0 else subprocess.DEVNULL, stderr=err,
+                    text=True))
+        codes = [proc.wait() for proc in procs]
+        for code, log in zip(codes, logs, strict=True):
+            err = log.read_text()
+            if code != 0:
+                last = (err.strip().splitlines() or ["no output"])[-1].removeprefix("chatplan_train.probe: ")
+                if code == 2:  # refused (no CUDA device here, a bad memory cap): the user's input
+                    raise InvalidInput(f"probe: {last}")
+                raise RuntimeFailure(f"the probe failed: {last}")
+        outcome = _slowest(_read_outcome(out) for out in outs)
 
     fit = [x for x in outcome.batches if x.fit]
     largest = max((x.device_batch_size for x in fit), default=0)
