@@ -40,10 +40,10 @@ def hours(h: float) -> str:
     return f"{h:,.2f} h" if h < 48 else f"{h:,.1f} h ({h / 24:,.1f} days)"
 
 
-def _pm(p: Plan, figure: str, unit: str, prefix: str = "") -> str:
-    """' ± 6.6 GiB': half the width of a figure's error band (chatplan.accuracy)."""
+def _pm(p: Plan, figure: str, unit: str, prefix: str = "", digits: int = 2) -> str:
+    """' ± 6.62 GiB': half the width of a figure's error band (chatplan.accuracy), to the figure's digits."""
     b = p.bands.get(figure)
-    return f" ± {prefix}{(b['high'] - b['low']) / 2:,.1f}{unit}" if b else ""
+    return f" ± {prefix}{(b['high'] - b['low']) / 2:,.{digits}f}{unit}" if b else ""
 
 
 def plan_sections(p: Plan) -> list[Section]:
@@ -159,7 +159,7 @@ def plan_sections(p: Plan) -> list[Section]:
             else f"; the model alone predicts {st.mfu:.4f})")),
         ("step time", f"{t.step_seconds * 1e3:,.0f} ms"),
         ("throughput", f"{t.tokens_per_second:,.0f} tok/s"),
-        ("train", hours(t.train_hours) + _pm(p, "train_hours", " h")),
+        ("train", hours(t.train_hours) + _pm(p, "train_hours", " h", digits=2 if t.train_hours < 48 else 1)),
         ("eval", f"{hours(t.eval_hours)} ({t.eval_passes} passes of {p.eval_tokens:,} tokens)"),
         ("inter-node communication", hours(t.communication_hours)),
         ("pretraining", hours(t.pretrain_hours)),
