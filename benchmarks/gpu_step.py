@@ -69,8 +69,7 @@ def measure(name: str, inputs: dict, compiled: bool, device: str, steps: int) ->
         return {"name": name, "device": device, "skipped": str(e)}
     opt = recipe.make_optimizer(model, cfg, 1, 0, getattr(torch, precision.newton_schulz_dtype))
     fwd = torch.compile(model) if compiled else model
-    autocast = precision.autocast and recipe.autocast
-    cast = (lambda: torch.autocast(device, dtype=torch.bfloat16)) if autocast else contextlib.nullcontext
+    cast = (lambda: torch.autocast(device, dtype=torch.bfloat16)) if precision.autocast else contextlib.nullcontext
 
     def batches():
         g = torch.Generator().manual_seed(1)

@@ -47,8 +47,8 @@ KILL_HOOK = "CHATPLAN_TEST_KILL_AFTER_CHECKPOINT"  # tests: SIGKILL right after 
 
 def autocast_for(cfg: TrainConfig, device: torch.device) -> Callable[[], contextlib.AbstractContextManager]:
     """The plan's precision: the late-2025 trainer casts its matmuls to bf16 through CUDA autocast; the
-    2026 one does not autocast (its Linear casts the weight to the activations' dtype)."""
-    if device.type == "cuda" and cfg.precision.autocast and recipe_for(cfg.doc.arch.name).autocast:
+    2026 policy has autocast off (its Linear casts the weight to the activations' dtype)."""
+    if device.type == "cuda" and cfg.precision.autocast:
         return lambda: torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext
 

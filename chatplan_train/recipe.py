@@ -1,15 +1,16 @@
 """What differs between the architectures' training, in one value per architecture.
 
 The loop (loop.py) is the same for both: micro-steps, the optimizer step, evaluation, checkpoints. The
-recipe says which model to build, which optimizer steps it, how the data is cut into rows and whether
-matmuls run under autocast:
+recipe says which model to build, which optimizer steps it and how the data is cut into rows:
 
 - model:     model.GPT | model_2026.GPT (value embeddings, windows, smear, backout)
 - optimizer: optim.ShardedOptimizer (AdamW + Muon, owner-sharded, clipped)
              | optim_2026.MuonAdamW (NorMuon, Polar Express, reduce-scatter; no clipping)
 - data:      loader.windows (one BOS-separated stream cut into windows)
              | packing.packed_batches (best-fit BOS-aligned rows)
-- precision: CUDA autocast to bf16 | no autocast (Linear casts its weight; embeddings stored in bf16)
+
+Whether matmuls run under autocast is not the recipe's to say: the plan's precision policy owns it
+(chatplan.precision: CUDA autocast for late 2025 only).
 """
 
 from __future__ import annotations
@@ -34,7 +35,6 @@ class Recipe:
     validation_batches: Callable[..., list]  # (tokenizer, path, B, T, rank, W, tokens, num_threads=)
     start: Any  # the data position of a fresh run
     position_from_dict: Callable[[dict], Any]  # a checkpoint's data position back
-    autocast: bool  # CUDA autocast to bf16 around the forward (the late-2025 trainer)
 
 
 def _sharded(m: torch.nn.Module, cfg: TrainConfig, world: int, rank: int, ns: torch.dtype) -> optim.ShardedOptimizer:
@@ -48,9 +48,9 @@ def _muon_adamw(m: torch.nn.Module, cfg: TrainConfig, world: int, rank: int, ns:
 
 RECIPES = {
     "nanochat-2025": Recipe("nanochat-2025", model.build_model, _sharded, loader.windows,
-                            loader.validation_windows, loader.Position(), loader.Position.from_dict, True),
+                            loader.validation_windows, loader.Position(), loader.Position.from_dict),
     "nanochat-2026": Recipe("nanochat-2026", model_2026.build_model, _muon_adamw, packing.packed_batches,
-                            packing.packed_validation, packing.PackState(), packing.PackState.from_dict, False),
+                            packing.packed_validation, packing.PackState(), packing.PackState.from_dict),
 }
 
 
