@@ -176,9 +176,15 @@ def validation_windows(tokenizer: TokenizerLike, path: str | os.PathLike, B: int
     Always the same windows (from the start of the shard, no wrap-around), so every evaluation
     measures the same text; small enough (eval tokens / W) to keep in memory between evaluations.
     """
-    steps = max(1, tokens // (B * T * world_size))
+    stream = windows(tokenizer, [path], B, T, rank, world_size, num_threads=num_threads, loop=False)
+    return first_batches(stream, max(1, tokens // (B * T * world_size)))
+
+
+def first_batches(stream: Iterator, steps: int) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The first `steps` (inputs, targets) of a finite stream, as tensors of their own (the stream's may
+    be views of buffers it reuses), fewer if it ends sooner."""
     out = []
-    for x, y, _ in windows(tokenizer, [path], B, T, rank, world_size, num_threads=num_threads, loop=False):
+    for x, y, _ in stream:
         out.append((x.clone(), y.clone()))
         if len(out) == steps:
             break

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 
 import torch
 
-from chatplan_train.loader import Position, TokenizerLike, row_groups
+from chatplan_train.loader import Position, TokenizerLike, first_batches, row_groups
 
 BUFFER_DOCS = 1000  # documents the best fit chooses among (nanochat's buffer_size)
 
@@ -124,10 +124,5 @@ def packed_validation(tokenizer: TokenizerLike, path: str | os.PathLike, B: int,
                       world_size: int, tokens: int, num_threads: int = 2) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """This rank's share of the first `tokens` packed validation tokens, the same rows every evaluation
     (nanochat evaluates with the same best-fit loader on the validation shard)."""
-    steps = max(1, tokens // (B * T * world_size))
-    out = []
-    for x, y, _ in packed_batches(tokenizer, [path], B, T, rank, world_size, num_threads=num_threads, loop=False):
-        out.append((x.contiguous(), y.contiguous()))
-        if len(out) == steps:
-            break
-    return out
+    stream = packed_batches(tokenizer, [path], B, T, rank, world_size, num_threads=num_threads, loop=False)
+    return first_batches(stream, max(1, tokens // (B * T * world_size)))
