@@ -41,35 +41,39 @@ TARGET_PEAK_SHARE = 0.59
 LOADER_TARGET = 5 * 136_000
 
 
-def step_setup():
-    torch.set_num_threads(2)
-    torch.manual_seed(0)
-    shape = model_shape(DEPTH, vocab_size=VOCAB, seq_len=T)
-    model = build_model(shape)
-    opt = ShardedOptimizer(model, optim_2025())
-    g = torch.Generator().manual_seed(0)
-
-    def batches():
-        while True:
-            w = torch.randint(0, VOCAB, (B * T + 1,), generator=g)
-            yield w[:-1].view(B, T), w[1:].view(B, T)
-
-    return shape, model, opt, batches()
+def random_batches(seed: int = 0):
+    """(inputs, targets) of random ids, B x T: the data does not change a step's time."""
+    g = torch.Generator().manual_seed(seed)
+    while True:
+        w = torch.randint(0, VOCAB, (B * T + 1,), generator=g)
+        yield w[:-1].view(B, T), w[1:].view(B, T)
 
 
-def test_train_step_d4(benchmark):
-    shape, model, opt, it = step_setup()
-    counter = iter(range(10**9))
+def measure_step(benchmark, model, opt, flops_per_token: int, label: str, reference_tok_s: float | None = None,
+                 ) -> None:
+    """Median optimizer step from step 2 at accumulation 1; tok/s and the share of the fp32 peak measured
+    in the same process (cpu_peak's method)."""
+    it, counter = random_batches(), iter(range(10**9))
     result = benchmark.pedantic(lambda: train_step(model, opt, it, 1, next(counter), 10_000),
                                 warmup_rounds=2, rounds=15, iterations=1)
     assert torch.isfinite(result.loss)
     step_s = benchmark.stats.stats.median if benchmark.enabled else _median_step(model, opt, it)
     peak = measure(2)
     tok_s = B * T / step_s
-    share = flops_per_token(shape) * tok_s / peak
+    share = flops_per_token * tok_s / peak
     benchmark.extra_info.update(tok_per_s=tok_s, peak_flops=peak, peak_share=share, step_s=step_s)
-    print(f"\nd4 step: {step_s * 1000:.0f} ms, {tok_s:,.0f} tok/s ({tok_s / REFERENCE_TOK_S:.2f}x the reference), "
-          f"{share:.1%} of the fp32 peak {peak / 1e9:.0f} GFLOP/s")
+    versus = f" ({tok_s / reference_tok_s:.2f}x the reference)" if reference_tok_s else ""
+    print(f"\n{label}: {step_s * 1000:.0f} ms, {tok_s:,.0f} tok/s{versus}, {share:.1%} of the fp32 peak "
+          f"{peak / 1e9:.0f} GFLOP/s")
+
+
+def test_train_step_d4(benchmark):
+    torch.set_num_threads(2)
+    torch.manual_seed(0)
+    shape = model_shape(DEPTH, vocab_size=VOCAB, seq_len=T)
+    model = build_model(shape)
+    measure_step(benchmark, model, ShardedOptimizer(model, optim_2025()), flops_per_token(shape), "d4 step",
+                 REFERENCE_TOK_S)
 
 
 def _median_step(model, opt, it, steps: int = 10) -> float:
@@ -191,21 +195,4 @@ def test_train_step_d4_2026(benchmark):
     shape = arch.model_shape(DEPTH, vocab_size=VOCAB, seq_len=T)
     model = build_2026(shape)
     opt = MuonAdamW(model, arch.optimizer_settings(shape, B * T, 10_000))
-    g = torch.Generator().manual_seed(0)
-
-    def batches():
-        while True:
-            w = torch.randint(0, VOCAB, (B * T + 1,), generator=g)
-            yield w[:-1].view(B, T), w[1:].view(B, T)
-
-    it, counter = batches(), iter(range(10**9))
-    result = benchmark.pedantic(lambda: train_step(model, opt, it, 1, next(counter), 10_000),
-                                warmup_rounds=2, rounds=15, iterations=1)
-    assert torch.isfinite(result.loss)
-    step_s = benchmark.stats.stats.median if benchmark.enabled else _median_step(model, opt, it)
-    peak = measure(2)
-    tok_s = B * T / step_s
-    share = arch.flops_per_token(shape) * tok_s / peak
-    benchmark.extra_info.update(tok_per_s=tok_s, peak_flops=peak, peak_share=share, step_s=step_s)
-    print(f"\n2026 d4 step: {step_s * 1000:.0f} ms, {tok_s:,.0f} tok/s, {share:.1%} of the fp32 peak "
-          f"{peak / 1e9:.0f} GFLOP/s")
+    measure_step(benchmark, model, opt, arch.flops_per_token(shape), "2026 d4 step")
