@@ -259,29 +259,37 @@ MARGIN_EMA_NATS = 0.12
 MARGIN_VAL_BPB = 0.055
 
 
-@pytest.mark.slow
-def test_depth2_learns_what_only_its_transformer_blocks_can(corpus: dict) -> None:
+def train_side_by_side(corpus: dict, plans: dict[str, Path], steps: int) -> dict[str, tuple[dict, float, float]]:
+    """Train every plan at once and return {name: (step rows, EMA loss at the last step, final val bpb)}.
+
+    One thread each: a 2-thread run is faster alone on an idle 2-core box (88 vs 151 ms a step, measured)
+    but twice as slow when other torch processes share the cores (624 vs 334 ms: OpenMP teams spin against
+    each other), and one ran into launch()'s timeout on a busy box."""
     runs = {}
-    for name, optimizer in [("learn", {}), ("learn_no_muon", {"matrix_lr": 0.0})]:
-        plan = write_plan(corpus, name, optimizer, seq_len=128, device_batch_size=16, steps=LEARNING_STEPS,
-                          eval_every=LEARNING_STEPS, eval_tokens=16 * 128 * 4)
-        # Both runs at once, one thread each: a 2-thread run is faster alone on an idle 2-core box (88 vs
-        # 151 ms a step, measured) but twice as slow when other torch processes share the cores (624 vs
-        # 334 ms: OpenMP teams spin against each other), and one ran into launch()'s timeout on a busy box.
-        [proc] = launch(corpus, plan, corpus["root"] / name, 1, "--save-every", "0",
-                        env={"OMP_NUM_THREADS": "1"}, wait=False)
-        runs[name] = proc
+    for name, plan in plans.items():
+        [runs[name]] = launch(corpus, plan, corpus["root"] / name, 1, "--save-every", "0",
+                              env={"OMP_NUM_THREADS": "1"}, wait=False)
     final = {}
     for name, proc in runs.items():
         _, err = proc.communicate(timeout=600)
         assert proc.returncode == 0, err
         rows = steps_of(corpus["root"] / name)
+        final[name] = rows, rows[steps - 1]["ema_loss"], val_bpb(corpus["root"] / name)[steps]
+    return final
+
+
+@pytest.mark.slow
+def test_depth2_learns_what_only_its_transformer_blocks_can(corpus: dict) -> None:
+    plans = {name: write_plan(corpus, name, optimizer, seq_len=128, device_batch_size=16, steps=LEARNING_STEPS,
+                              eval_every=LEARNING_STEPS, eval_tokens=16 * 128 * 4)
+             for name, optimizer in [("learn", {}), ("learn_no_muon", {"matrix_lr": 0.0})]}
+    final = train_side_by_side(corpus, plans, LEARNING_STEPS)
+    for rows, _, _ in final.values():
         assert rows[0]["loss"] == pytest.approx(math.log(VOCAB), abs=1e-4)  # zero-initialised lm_head
-        final[name] = rows[LEARNING_STEPS - 1]["ema_loss"], val_bpb(corpus["root"] / name)[LEARNING_STEPS]
-    (ema, bpb), (ema_off, bpb_off) = final["learn"], final["learn_no_muon"]
-    assert ema <= math.log(VOCAB) - 2, final
-    assert ema <= ema_off - MARGIN_EMA_NATS, final
-    assert bpb <= bpb_off - MARGIN_VAL_BPB, final
+    (_, ema, bpb), (_, ema_off, bpb_off) = final["learn"], final["learn_no_muon"]
+    assert ema <= math.log(VOCAB) - 2, (ema, bpb, ema_off, bpb_off)
+    assert ema <= ema_off - MARGIN_EMA_NATS, (ema, ema_off)
+    assert bpb <= bpb_off - MARGIN_VAL_BPB, (bpb, bpb_off)
 
 
 # -- the CPU peak: a bad cache entry is not used, and the user's real cache is never written ------------
