@@ -122,7 +122,7 @@ def effective_log_flops(law: tuple[float, float, float, float], n: float, d: flo
     n* = (A (a+b) / (L b))^(1/a), d* = (B (a+b) / (L a))^(1/b); the plan's FLOPs scale by n* d* / (n d).
     """
     A, a, B, b = law
-    loss = A * n ** -a + B * d ** -b
+    loss = reducible_loss(law, n, d)
     n_opt = (A * (a + b) / (loss * b)) ** (1 / a)
     d_opt = (B * (a + b) / (loss * a)) ** (1 / b)
     return math.log10(flops * n_opt * d_opt / (n * d))

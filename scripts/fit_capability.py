@@ -41,7 +41,7 @@ from scipy.optimize import least_squares
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # run as a script from anywhere: chatplan from this checkout
 
-from chatplan.forecast import Fit, effective_log_flops, predict  # noqa: E402
+from chatplan.forecast import Fit, effective_log_flops, predict, reducible_loss  # noqa: E402
 
 CSV = ROOT / "chatplan" / "capability.csv"
 FIT_JSON = ROOT / "chatplan" / "forecast_fit.json"
@@ -146,8 +146,8 @@ def fit_compute_line(rows: list[Row], law, group: str) -> tuple[float, float]:
     if len({r.config for r in pts}) >= 2:
         c1, c0 = np.polyfit(x, y, 1)
         return float(c0), float(c1)
-    A, a, B, b = law
-    loss = float(np.mean([A * (r.scaling_params / 1e8) ** -a + B * (r.tokens / 1e9) ** -b for r in pts]))
+    _, a, _, b = law
+    loss = float(np.mean([reducible_loss(law, r.scaling_params / 1e8, r.tokens / 1e9) for r in pts]))
     c1 = -math.log(10) * a * b / (a + b) * loss
     return float(np.mean(y - c1 * x)), float(c1)
 
