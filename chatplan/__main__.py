@@ -1,5 +1,5 @@
 import sys
 
-from chatplan.cli import main
+from chatplan.launch import run
 
-sys.exit(main())
+sys.exit(run(sys.argv[1:]))

@@ -125,8 +125,3 @@ def main(argv: list[str] | None = None) -> int:
             text += f" (got {value!r})"
         sys.stderr.write(f"chatplan: error: {text}\n")
         return getattr(e, "exit_code", EXIT_INVALID) or EXIT_INVALID
-
-
-def entry() -> None:
-    """Console-script entry point."""
-    sys.exit(main())

@@ -1,4 +1,5 @@
-"""Shared test setup. Under CI=true a missing dependency fails the run instead of skipping tests."""
+"""Shared test setup for tests/ and benchmarks/ (both are collected by `pytest`). Under CI=true a missing
+dependency fails the run instead of skipping tests."""
 
 from __future__ import annotations
 

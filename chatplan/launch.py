@@ -1,0 +1,34 @@
+"""The `chatplan` console script: replay a kept answer when one is valid (chatplan/memo.py), else run the
+command line (chatplan/cli.py) and keep what it answered. Imports nothing heavy before it knows which."""
+
+from __future__ import annotations
+
+import sys
+
+from chatplan import memo
+
+
+def run(args: list[str]) -> int:
+    try:
+        code = memo.replay(args)
+    except BrokenPipeError:  # the reader went away: as the command line itself treats it
+        return 0
+    if code is not None:
+        return code
+    from chatplan.cli import main
+
+    if not memo.eligible(args):
+        return main(args)
+    out, err = memo.Recorder(sys.stdout), memo.Recorder(sys.stderr)
+    sys.stdout, sys.stderr = out, err
+    try:
+        code = main(args)
+    finally:
+        sys.stdout, sys.stderr = out.stream, err.stream
+    memo.store(args, code, out.text(), err.text())
+    return code
+
+
+def entry() -> None:
+    """Console-script entry point."""
+    sys.exit(run(sys.argv[1:]))
