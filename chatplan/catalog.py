@@ -7,7 +7,6 @@ happens at the CLI edge; `plan()` receives a `Catalog` and reads no files itself
 
 from __future__ import annotations
 
-import difflib
 import json
 import math
 import os
@@ -81,6 +80,8 @@ class Catalog:
         index = self._index
         gpu = index.get(_normalise(name))
         if gpu is None:
+            import difflib  # only to name close matches of an unknown GPU
+
             close = difflib.get_close_matches(_normalise(name), list(index), n=5, cutoff=0.5)
             names = list(dict.fromkeys(index[c].name for c in close))[:3]
             hint = f"; did you mean {' or '.join(names)}?" if names else ""
