@@ -7,6 +7,7 @@ happens at the CLI edge; `plan()` receives a `Catalog` and reads no files itself
 
 from __future__ import annotations
 
+import functools
 import json
 import math
 import os
@@ -54,6 +55,7 @@ class GPU:
                 "compute_capability": self.compute_capability}
 
 
+@functools.lru_cache(maxsize=1024)
 def _normalise(name: str) -> str:
     return re.sub(r"[^A-Z0-9]", "", name.upper())
 

@@ -332,6 +332,7 @@ class Nanochat2026(Architecture):
             matmul=count(is_linear_weight),  # 12·L·d² + V_pad·d + ve_gates + 24 at the defaults (§4)
             lookup=wte + value_embeds)
 
+    @functools.lru_cache(maxsize=512)  # noqa: B019
     def attention_flops_per_token(self, shape: ModelShape) -> int:
         # Σ_layers 12·H·hd·min(w_i, T): each layer's own window, no causal halving (§4)
         per_position = 12 * shape.n_head * shape.head_dim
@@ -374,7 +375,6 @@ class Nanochat2026(Architecture):
         # base_train passes these to setup_optimizer (every CLI LR times the batch scale)
         matrix_lr, embedding_lr = MATRIX_LR * bs, EMBEDDING_LR * bs
         unembedding_lr, scalar_lr = UNEMBEDDING_LR * bs, SCALAR_LR * bs
-        shapes = self.param_shapes(shape)
         warmdown = warmdown_steps(steps)
         return {
             "optimizer": "MuonAdamW",
@@ -386,7 +386,8 @@ class Nanochat2026(Architecture):
             "embedding_lr": embedding_lr,
             "unembedding_lr": unembedding_lr,
             "scalar_lr": scalar_lr,
-            "adamw_groups": self._adamw_groups(shapes, unembedding_lr, embedding_lr, scalar_lr, dm),
+            "adamw_groups": self._adamw_groups(self.value_embed_names(shape), unembedding_lr, embedding_lr,
+                                               scalar_lr, dm),
             "muon_groups": self._muon_groups(self.muon_members(shape), matrix_lr, wd),
             "adamw_weight_decay": "decoupled, p *= 1 - lr_t*wd before the moment update (scheduled lr, constant wd)",
             "muon_weight_decay": wd,
@@ -410,11 +411,15 @@ class Nanochat2026(Architecture):
             "facts": self._facts(shape, total_batch_size, bs, dm, wd, steps, warmdown),
         }
 
+    @functools.lru_cache(maxsize=512)  # noqa: B019
+    def value_embed_names(self, shape: ModelShape) -> tuple[str, ...]:
+        """The value-embedding tables, in registration order (one AdamW group)."""
+        return tuple(n for n in self.param_shapes(shape) if n.startswith("value_embeds."))
+
     @staticmethod
-    def _adamw_groups(shapes: dict[str, tuple[int, ...]], unembedding_lr: float, embedding_lr: float,
+    def _adamw_groups(value_embeds: tuple[str, ...], unembedding_lr: float, embedding_lr: float,
                       scalar_lr: float, dm: float) -> list[dict]:
         """setup_optimizer's six AdamW groups, in param_groups order, with its exact LR expressions."""
-        value_embeds = [n for n in shapes if n.startswith("value_embeds.")]
 
         def group(name: str, params: list[str], lr: float, betas: tuple[float, float], weight_decay: float) -> dict:
             return {"name": name, "params": params, "lr": lr, "betas": list(betas), "eps": ADAM_EPS,
@@ -423,7 +428,7 @@ class Nanochat2026(Architecture):
         return [
             group("lm_head", ["lm_head.weight"], unembedding_lr * dm, (0.8, 0.96), 0.01),
             group("wte", ["transformer.wte.weight"], embedding_lr * dm, (0.8, 0.995), 0.001),
-            group("value_embeds", value_embeds, embedding_lr * dm * 0.5, (0.8, 0.995), 0.01),
+            group("value_embeds", list(value_embeds), embedding_lr * dm * 0.5, (0.8, 0.995), 0.01),
             group("resid_lambdas", ["resid_lambdas"], scalar_lr * 0.01, (0.8, 0.95), 0.05),
             group("x0_lambdas", ["x0_lambdas"], scalar_lr, (0.96, 0.95), 0.0),
             group("smear", ["smear_gate.weight", "smear_lambda", "backout_lambda"], SMEAR_LR, (0.8, 0.95), 0.0),
