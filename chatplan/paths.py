@@ -12,8 +12,8 @@ can use them without importing pathlib; the Path-returning functions wrap them.
 from __future__ import annotations
 
 import os
-from typing import TYPE_CHECKING
 
+TYPE_CHECKING = False  # typing.TYPE_CHECKING without importing typing (~3 ms at start-up)
 if TYPE_CHECKING:
     from pathlib import Path
 
