@@ -6,13 +6,13 @@ help, so `chatplan estimate --json` does not pay for the downloader's or the run
 Every error reaches the user as one line on stderr and an exit code (see chatplan.errors).
 """
 
-import contextlib
 import os
 import sys
 
 import typer
 
 from chatplan.errors import EXIT_INTERRUPTED, EXIT_INVALID, EXIT_REQUIREMENT, AlreadyReported, ChatplanError
+from chatplan.launch import reader_gone
 
 CONTEXT = {"help_option_names": ["-h", "--help"]}
 app = typer.Typer(
@@ -90,10 +90,16 @@ def main(argv: list[str] | None = None) -> int:
         rv = app(args=args, prog_name="chatplan", standalone_mode=False)
         return rv if isinstance(rv, int) else 0  # without standalone mode, typer.Exit(n) returns n
     except BrokenPipeError:
-        # the reader went away (`chatplan ... | head`): not a failure of ours, and never "limit exceeded"
-        with contextlib.suppress(OSError):
-            os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return 0
+        return reader_gone()
+    except SystemExit:
+        # click turns a broken pipe (EPIPE) into sys.exit(1) after wrapping both streams in a
+        # PacifyFlushWrapper: undo that, and exit as for any reader that went away
+        from click.utils import PacifyFlushWrapper
+
+        if not isinstance(sys.stdout, PacifyFlushWrapper):
+            raise
+        sys.stdout, sys.stderr = sys.stdout.wrapped, getattr(sys.stderr, "wrapped", sys.stderr)
+        return reader_gone()
     except AlreadyReported as e:
         return e.exit_code
     except ChatplanError as e:

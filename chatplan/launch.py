@@ -3,16 +3,26 @@ command line (chatplan/cli.py) and keep what it answered. Imports nothing heavy 
 
 from __future__ import annotations
 
+import contextlib
+import os
 import sys
 
 from chatplan import memo
 
 
+def reader_gone() -> int:
+    """The reader of our output went away (`chatplan ... | head`): not a failure of ours, and never exit 1
+    ("limit exceeded" for `check`). Later writes and the interpreter's final flush go to /dev/null."""
+    with contextlib.suppress(OSError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return 0
+
+
 def run(args: list[str]) -> int:
     try:
         code = memo.replay(args)
-    except BrokenPipeError:  # the reader went away: as the command line itself treats it
-        return 0
+    except BrokenPipeError:
+        return reader_gone()
     if code is not None:
         return code
     from chatplan.cli import main
@@ -25,7 +35,8 @@ def run(args: list[str]) -> int:
         code = main(args)
     finally:
         sys.stdout, sys.stderr = out.stream, err.stream
-    memo.store(args, code, out.text(), err.text())
+    if not (out.broken or err.broken):
+        memo.store(args, code, out.text(), err.text())
     return code
 
 

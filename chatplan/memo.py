@@ -129,15 +129,21 @@ def store(args: list[str], code: int, out: str, err: str) -> None:
 
 
 class Recorder:
-    """Passes writes through to a stream and keeps a copy (what `store` keeps)."""
+    """Passes writes through to a stream and keeps a copy (what `store` keeps). A write that failed (the
+    reader went away: `| head`) marks it broken: the command stopped there, so its answer is incomplete."""
 
     def __init__(self, stream):
         self.stream = stream
         self.parts: list[str] = []
+        self.broken = False
 
     def write(self, text: str) -> int:
         self.parts.append(text)
-        return self.stream.write(text)
+        try:
+            return self.stream.write(text)
+        except OSError:
+            self.broken = True
+            raise
 
     def text(self) -> str:
         return "".join(self.parts)

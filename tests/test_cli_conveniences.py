@@ -71,3 +71,23 @@ def test_a_cpu_run_on_real_shards_never_asks_nvidia_smi(tmp_path):
     assert r.returncode == 0, r.stderr[-2000:]
     assert not marker.exists()
     assert json.loads((tmp_path / "run" / "plan.json").read_text())["run"]["data_source"] == "dataset"
+
+
+@pytest.mark.parametrize("args", [
+    ["estimate", "--depth", "20", "--json"],  # replayable: the memo's path
+    ["estimate", "--depth", "20"],  # a Rich table
+    ["check", "--depth", "20", "--max-hours", "1000", "--json"],
+    ["fit", "--depth", "26", "--format", "markdown"],
+], ids=["json", "table", "check", "fit"])
+def test_a_reader_that_goes_away_is_exit_0(args, tmp_path):
+    """`chatplan ... | true`: the write fails with a broken pipe. Click turns that into exit 1 ("limit
+    exceeded" for check) unless the command line catches it; it must be 0 with nothing on stderr: first
+    answered afresh, then (after a whole run kept it) estimate --json replays its answer into the closed pipe."""
+    cmd = subprocess.list2cmdline([sys.executable, "-m", "chatplan", *args]) + " | true"
+    env = {**os.environ, "CHATPLAN_CACHE_DIR": str(tmp_path)}
+    for whole_run_before in (False, True):
+        if whole_run_before:
+            subprocess.run([sys.executable, "-m", "chatplan", *args], capture_output=True, env=env, timeout=120)
+        r = subprocess.run(["bash", "-c", f"{cmd}; echo ${{PIPESTATUS[0]}}"], capture_output=True, text=True,
+                           env=env, timeout=120)
+        assert (r.stdout.strip(), r.stderr) == ("0", ""), r.stderr

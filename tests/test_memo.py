@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import subprocess
 import sys
 
@@ -106,6 +107,16 @@ def test_side_effects_and_failures_are_never_kept(cache, tmp_path):
     assert not entries(cache)
     assert not memo.eligible(["estimate", "--depth", "20"])  # tables depend on the terminal: not kept
     assert not memo.eligible([*ARGS, "--help"]) and not memo.eligible([*ARGS, "--save-plan=x.json"])
+
+
+def test_an_answer_cut_short_by_its_reader_is_not_kept(cache):
+    """`| true` exits before chatplan writes: the write fails (broken pipe), the command stops there (exit 0,
+    as the README says) and what it wrote so far must not become the answer."""
+    cmd = shlex.join([sys.executable, "-c", PROBE, *ARGS]) + " | true"
+    r = subprocess.run(["bash", "-c", f"{cmd}; echo ${{PIPESTATUS[0]}}"], capture_output=True, text=True, timeout=120)
+    assert r.stdout.strip() == "0" and "Traceback" not in r.stderr, r.stderr  # it ran, and exited 0
+    assert not entries(cache)
+    assert chatplan(*ARGS)[0] == 0 and len(entries(cache)) == 1  # a whole answer is kept
 
 
 def test_a_damaged_entry_is_a_miss(cache):
