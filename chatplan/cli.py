@@ -11,8 +11,14 @@ import sys
 
 import typer
 
-from chatplan.errors import EXIT_INTERRUPTED, EXIT_INVALID, EXIT_REQUIREMENT, AlreadyReported, ChatplanError
-from chatplan.launch import reader_gone
+from chatplan.errors import (
+    EXIT_INTERRUPTED,
+    EXIT_INVALID,
+    EXIT_REQUIREMENT,
+    AlreadyReported,
+    ChatplanError,
+    reader_gone,
+)
 
 CONTEXT = {"help_option_names": ["-h", "--help"]}
 app = typer.Typer(

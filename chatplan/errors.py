@@ -1,7 +1,7 @@
 """Errors are values until the CLI edge, where they become one line on stderr and an exit code.
 
 Exit codes, one table for every command (also in the README):
-  0  ok
+  0  ok (also when the reader of our output went away: `chatplan ... | head`)
   1  valid input, but the plan fails a requirement (budget exceeded, nothing fits, --strict)
   2  invalid input (parse or semantic: invalid depth, unknown GPU, non-dividing batch, bad URL)
   3  runtime failure (download, training, refused checkpoint)
@@ -10,11 +10,23 @@ Exit codes, one table for every command (also in the README):
 
 from __future__ import annotations
 
+import contextlib
+import os
+import sys
+
 EXIT_OK = 0
 EXIT_REQUIREMENT = 1
 EXIT_INVALID = 2
 EXIT_RUNTIME = 3
 EXIT_INTERRUPTED = 130
+
+
+def reader_gone() -> int:
+    """The reader of our output went away (`chatplan ... | head`): not a failure of ours, and never exit 1
+    ("limit exceeded" for `check`). Later writes and the interpreter's final flush go to /dev/null."""
+    with contextlib.suppress(OSError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    return EXIT_OK
 
 
 class ChatplanError(Exception):

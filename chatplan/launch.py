@@ -3,19 +3,10 @@ command line (chatplan/cli.py) and keep what it answered. Imports nothing heavy 
 
 from __future__ import annotations
 
-import contextlib
-import os
 import sys
 
 from chatplan import memo
-
-
-def reader_gone() -> int:
-    """The reader of our output went away (`chatplan ... | head`): not a failure of ours, and never exit 1
-    ("limit exceeded" for `check`). Later writes and the interpreter's final flush go to /dev/null."""
-    with contextlib.suppress(OSError):
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-    return 0
+from chatplan.errors import reader_gone
 
 
 def run(args: list[str]) -> int:

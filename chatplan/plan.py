@@ -44,12 +44,6 @@ class Parallelism:
     grad_accum_steps: int
     batch_source: str  # "auto" | "user"
 
-    @property
-    def bands(self) -> dict[str, dict]:
-        """Figure -> {value, low, high, basis}: each prediction with its measured error (chatplan.accuracy);
-        computed when asked for, so a plan searched over and discarded does not pay for it."""
-        return plan_bands(self.memory, self.time)
-
     def to_dict(self) -> dict:
         return dict(self.__dict__)
 
@@ -88,7 +82,6 @@ class Plan:
     time: TimeCost
     data: DataPlan
     data_source: str  # "dataset" | "sample"
-    optimizer: dict
     calibration: Calibrated
     warnings: tuple[str, ...] = field(default=())
     notes: tuple[str, ...] = field(default=())  # facts worth knowing that are not problems
@@ -106,6 +99,12 @@ class Plan:
     @property
     def eval_tokens(self) -> int:
         return self.request.eval_tokens  # type: ignore[return-value]
+
+    @property
+    def optimizer(self) -> dict:
+        """The architecture's optimizer recipe for this shape, batch and horizon (plan.json's `optimizer`);
+        built when asked for, like the bands: a search over many plans never needs it (~15 us for 2026)."""
+        return self.arch.optimizer_settings(self.shape, self.request.total_batch_size, self.horizon.steps)
 
     @property
     def bands(self) -> dict[str, dict]:
@@ -279,7 +278,6 @@ def plan_one(request: PlanRequest, catalog: Catalog, calibration: Calibration | 
         total_batch_source=batch_source, fleet=fleet, parallelism=parallelism, precision=precision,
         memory=memory, step=step, time=time, data=data,
         data_source=tier.data_source if tier is not None else "dataset",
-        optimizer=arch.optimizer_settings(shape, total_batch, horizon.steps),
         calibration=calibrated, warnings=tuple(warnings), notes=tuple(notes),
     )
 
