@@ -218,22 +218,27 @@ def _check_float(name: str, value: Any, *, zero_ok: bool = False, upper: float |
         raise InvalidInput(f"{name} must be at most {upper}, got {value!r}")
 
 
+# the numeric inputs, with the words an error names them by (and the float checks' options)
+_POSITIVE_INTS = tuple((name, name.replace("_", " ")) for name in (
+    "depth", "aspect_ratio", "head_dim", "kv_heads", "vocab_size", "seq_len", "total_batch_size", "steps",
+    "gpus_per_node", "nodes", "device_batch_size", "eval_tokens"))
+_FLOATS = (("mfu", "MFU", {"upper": 1.0}), ("price", "price", {"zero_ok": True}),
+           ("inter_node_gbps", "inter-node bandwidth", {}), ("budget", "budget", {}), ("data_ratio", "data ratio", {}),
+           ("target_flops", "target FLOPs", {}), ("target_core", "target CORE", {"upper": 1.0}),
+           ("target_bpb", "target bpb", {}), ("chars_per_token", "chars per token", {}),
+           ("chars_per_shard", "chars per shard", {}))
+
+
 def check_request(r: PlanRequest) -> None:
-    """Types and ranges of every input, one line naming the value (shape rules are the architecture's)."""
-    for name in ("depth", "aspect_ratio", "head_dim", "kv_heads", "vocab_size", "seq_len", "total_batch_size",
-                 "steps", "gpus_per_node", "nodes", "device_batch_size", "eval_tokens"):
-        _check_int(name.replace("_", " "), getattr(r, name), 1)
+    """Types and ranges of every input, one line naming the value (shape rules are the architecture's).
+    Most inputs are None (not given): they are skipped before any call, the planner's hot path."""
+    for name, label in _POSITIVE_INTS:
+        if (value := getattr(r, name)) is not None:
+            _check_int(label, value, 1)
     _check_int("eval every", r.eval_every, 0)
-    _check_float("MFU", r.mfu, upper=1.0)
-    _check_float("price", r.price, zero_ok=True)
-    _check_float("inter-node bandwidth", r.inter_node_gbps)
-    _check_float("budget", r.budget)
-    _check_float("data ratio", r.data_ratio)
-    _check_float("target FLOPs", r.target_flops)
-    _check_float("target CORE", r.target_core, upper=1.0)
-    _check_float("target bpb", r.target_bpb)
-    _check_float("chars per token", r.chars_per_token)
-    _check_float("chars per shard", r.chars_per_shard)
+    for name, label, options in _FLOATS:
+        if (value := getattr(r, name)) is not None:
+            _check_float(label, value, **options)
     if r.chars_per_shard is not None and r.chars_per_shard < 1:
         raise InvalidInput(f"chars per shard must be a finite number >= 1, got {r.chars_per_shard}")
     if r.gpus is not None and not r.gpus.strip():
