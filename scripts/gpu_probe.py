@@ -31,6 +31,10 @@ GPU_CASES = [
     ("nanochat-2025", 20, True, 90), ("nanochat-2026", 12, False, 45), ("nanochat-2026", 24, False, 60),
     ("nanochat-2026", 24, True, 100),
 ]
+# cases probed at a fixed device batch (and the next power of two) instead of the plan's: the compiled d20 at
+# FIELD L5's batch 8 (1x RTX 5090, 28.9 GiB allocated, 4.2 GiB above the model); batches 8 and 16 separate the
+# per-token slope from a batch-independent term, and an H100 shows whether the gap is the 5090's own
+FIXED_BATCH = {("nanochat-2025", 20, True): 8}
 # toy size on a CPU: the same commands, the planner's tiny shape (context 256, vocab 8,192)
 TOY_CASES = [("nanochat-2025", 2, False, 120), ("nanochat-2026", 4, False, 120)]
 TOY_SHAPE = ["--seq-len", "256", "--vocab-size", "8192", "--device-batch-size", "4", "--total-batch-size", "1024"]
@@ -41,6 +45,8 @@ def probe_case(arch: str, depth: int, compiled: bool, timeout: int, gpus: str, d
     cmd = [sys.executable, "-m", "chatplan", "probe", "--arch", arch, "--depth", str(depth), "--gpus", gpus,
            "--device", device, "--compile" if compiled else "--no-compile", "--probe-steps", "2",
            "--calibration", str(calibration), "--json"] + (TOY_SHAPE if toy else [])
+    if not toy and (arch, depth, compiled) in FIXED_BATCH:
+        cmd += ["--batch", str(FIXED_BATCH[(arch, depth, compiled)])]
     t0 = time.perf_counter()
     case = {"arch": arch, "depth": depth, "compiled": compiled, "command": " ".join(cmd[1:])}
     try:

@@ -21,6 +21,7 @@ def test_the_gpu_cases_are_the_issues():
     assert eager == {("nanochat-2025", 12), ("nanochat-2025", 20), ("nanochat-2025", 26), ("nanochat-2026", 12),
                      ("nanochat-2026", 24)}
     assert compiled == {("nanochat-2025", 20), ("nanochat-2026", 24)}
+    assert set(gpu_probe.FIXED_BATCH) <= {(a, d, c) for a, d, c, _ in gpu_probe.GPU_CASES}  # L5's batch is probed
     assert sum(t for *_, t in gpu_probe.GPU_CASES) <= 450  # worst case; the measured steps take far less
 
 
