@@ -104,12 +104,19 @@ def test_loader_tokens_per_second(benchmark, corpus, threads):
         return sum(x.numel() for x, _, _ in windows(tok, sample.train_paths, B, T, 0, 1, num_threads=threads,
                                                     loop=False))
 
-    tokens = benchmark.pedantic(one_epoch, warmup_rounds=1, rounds=5, iterations=1)
-    seconds = benchmark.stats.stats.median if benchmark.enabled else _time(one_epoch)
-    benchmark.extra_info.update(tokens=tokens, tok_per_s=tokens / seconds)
+    tokens, seconds = _tokens_and_seconds(benchmark, one_epoch, rounds=5)
     print(f"\nloader, {threads} tokenizer thread(s): {tokens / seconds / 1e6:.2f} M tok/s "
           f"({tokens / seconds / 136_000:.1f}x 136k)")
     assert tokens / seconds >= LOADER_TARGET
+
+
+def _tokens_and_seconds(benchmark, count_tokens, rounds: int) -> tuple[int, float]:
+    """Tokens one call of `count_tokens` handles, and its median seconds (timed here under --benchmark-disable);
+    both recorded in the benchmark's extra info."""
+    tokens = benchmark.pedantic(count_tokens, warmup_rounds=1, rounds=rounds, iterations=1)
+    seconds = benchmark.stats.stats.median if benchmark.enabled else _time(count_tokens)
+    benchmark.extra_info.update(tokens=tokens, tok_per_s=tokens / seconds)
+    return tokens, seconds
 
 
 def _time(f) -> float:
@@ -175,9 +182,7 @@ def test_packed_loader_tokens_per_second(benchmark, corpus, threads):
             pass
         return last.tokens_read
 
-    read = benchmark.pedantic(rows, warmup_rounds=1, rounds=3, iterations=1)
-    seconds = benchmark.stats.stats.median if benchmark.enabled else _time(rows)
-    benchmark.extra_info.update(tokens_read=read, tok_per_s=read / seconds)
+    read, seconds = _tokens_and_seconds(benchmark, rows, rounds=3)
     print(f"\npacked loader, {threads} tokenizer thread(s): {read / seconds / 1e3:,.0f}k tok/s read "
           f"({read / seconds / PACKER_TARGET:.1f}x the target)")
     assert read / seconds >= PACKER_TARGET
