@@ -10,15 +10,17 @@ from chatplan.errors import reader_gone
 
 
 def run(args: list[str]) -> int:
-    try:
-        code = memo.replay(args)
-    except BrokenPipeError:
-        return reader_gone()
-    if code is not None:
-        return code
+    k = memo.key(args) if memo.eligible(args) else None  # taken once, before the command reads anything
+    if k is not None:
+        try:
+            code = memo.replay(k)
+        except BrokenPipeError:
+            return reader_gone()
+        if code is not None:
+            return code
     from chatplan.cli import main
 
-    if not memo.eligible(args):
+    if k is None:
         return main(args)
     out, err = memo.Recorder(sys.stdout), memo.Recorder(sys.stderr)
     sys.stdout, sys.stderr = out, err
@@ -27,7 +29,7 @@ def run(args: list[str]) -> int:
     finally:
         sys.stdout, sys.stderr = out.stream, err.stream
     if not (out.broken or err.broken):
-        memo.store(args, code, out.text(), err.text())
+        memo.store(k, code, out.text(), err.text())
     return code
 
 

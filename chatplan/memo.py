@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import marshal
 import os
+import stat
 import sys
 import zlib
 
@@ -50,7 +51,7 @@ def _stat(path: str) -> tuple:
         st = os.stat(path)
     except OSError:
         return (path, None)
-    if os.path.isdir(path):
+    if stat.S_ISDIR(st.st_mode):
         entries = []
         for e in sorted(os.scandir(path), key=lambda e: e.name):
             s = e.stat()
@@ -76,9 +77,10 @@ def key(args: list[str]) -> tuple:
     env = tuple(sorted((k, v) for k, v in os.environ.items() if k.startswith("CHATPLAN_") or k in ENVIRONMENT))
     # arguments may name files or directories (--tokenizer DIR); variables name files (the CHATPLAN_HOME and
     # cache folders are not planner inputs, and the memo itself lives in one)
-    named = [a.split("=", 1)[-1] for a in args[1:] if os.path.exists(a.split("=", 1)[-1])]
+    values = [a.split("=", 1)[-1] for a in args[1:]]
+    named = [v for v in values if v and os.path.exists(v)]
     named += [v for k, v in env if k.startswith("CHATPLAN_") and os.path.isfile(v)]
-    inputs = [_stat(os.path.abspath(p)) for p in dict.fromkeys(named) if p]
+    inputs = [_stat(os.path.abspath(p)) for p in dict.fromkeys(named)]
     inputs.append(_stat(os.path.abspath(calibration_location())))
     return (FORMAT, sys.executable, sys.version, tuple(args), os.getcwd(), env, tuple(inputs), _package_files())
 
@@ -89,11 +91,8 @@ def _entry_path(k: tuple) -> str:
     return os.path.join(cache_location(), "memo", name)
 
 
-def replay(args: list[str]) -> int | None:
-    """Write the kept answer and return its exit code, or None when there is none to trust."""
-    if not eligible(args):
-        return None
-    k = key(args)
+def replay(k: tuple) -> int | None:
+    """Write the answer kept under key `k` and return its exit code, or None when there is none to trust."""
     try:
         with open(_entry_path(k), "rb") as f:
             stored_key, code, out, err = marshal.load(f)
@@ -107,11 +106,11 @@ def replay(args: list[str]) -> int | None:
     return code
 
 
-def store(args: list[str], code: int, out: str, err: str) -> None:
-    """Keep an answer (exit 0 only); a cache that cannot be written is skipped, never an error."""
-    if code != 0 or not eligible(args):
+def store(k: tuple, code: int, out: str, err: str) -> None:
+    """Keep an answer under the key taken before the command ran (exit 0 only); a cache that cannot be
+    written is skipped, never an error."""
+    if code != 0:
         return
-    k = key(args)
     path = _entry_path(k)
     folder = os.path.dirname(path)
     try:

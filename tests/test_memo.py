@@ -125,12 +125,12 @@ def test_a_damaged_entry_is_a_miss(cache):
     entry.write_bytes(b"\x00not a memo")
     code, again, _, loaded = chatplan(*ARGS)
     assert code == 0 and again == fresh and "chatplan.plan" in loaded
-    assert memo.replay(ARGS) == 0  # and it was kept again
+    assert memo.replay(memo.key(ARGS)) == 0  # and it was kept again
 
 
 def test_entries_are_bounded(cache):
     for depth in range(2, 2 + memo.MAX_ENTRIES + 6):
-        memo.store(["estimate", "--depth", str(depth), "--json"], 0, f"{depth}\n", "")
+        memo.store(memo.key(["estimate", "--depth", str(depth), "--json"]), 0, f"{depth}\n", "")
     assert len(entries(cache)) == memo.MAX_ENTRIES
 
 
