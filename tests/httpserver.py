@@ -16,6 +16,7 @@ Faults are queued per file name and consumed one per request that reaches the fi
 from __future__ import annotations
 
 import base64
+import collections
 import hashlib
 import io
 import os
@@ -98,6 +99,10 @@ class ShardServer:
         self.versions: dict[str, int] = {}
         self.log: list[Req] = []
         self.lock = threading.Lock()
+        # Requests being answered: a client can read the whole answer before the handler thread has
+        # logged it, so `requests()` waits for the answers under way to be logged (never a sleep).
+        self.answering: collections.Counter[str] = collections.Counter()  # path -> answers not yet logged
+        self.logged = threading.Condition(self.lock)
         self.closing = threading.Event()
         self.httpd = _QuietServer(("127.0.0.1", 0), self._handler())
         self.httpd.daemon_threads = True
@@ -120,8 +125,12 @@ class ShardServer:
             self.faults.setdefault(name, []).extend(faults)
 
     def requests(self, name: str) -> list[Req]:
-        with self.lock:
-            return [r for r in self.log if r.path.endswith("/" + name)]
+        def ours(path: str) -> bool:
+            return path.endswith("/" + name)
+
+        with self.logged:
+            self.logged.wait_for(lambda: not any(n for p, n in self.answering.items() if ours(p)), timeout=5.0)
+            return [r for r in self.log if ours(r.path)]
 
     def sent(self, name: str) -> int:
         return sum(r.sent for r in self.requests(name))
@@ -147,14 +156,26 @@ class ShardServer:
                 pass
 
             def do_GET(self) -> None:
-                server._get(self)
+                with server.logged:
+                    server.answering[self.path] += 1
+                self.unlogged = True  # until _record has logged this answer
+                try:
+                    server._get(self)
+                finally:
+                    if self.unlogged:  # an answer that raised before it was logged
+                        with server.logged:
+                            server.answering[self.path] -= 1
+                            server.logged.notify_all()
 
         return Handler
 
     def _record(self, h, status: int, start: int = 0, sent: int = 0) -> None:
-        with self.lock:
+        with self.logged:
             self.log.append(Req(self.name, h.path, h.headers.get("Range"), h.headers.get("If-Range"),
                                 status, start, sent))
+            self.answering[h.path] -= 1
+            h.unlogged = False
+            self.logged.notify_all()
 
     def _status(self, h, code: int, retry_after: float | None = None) -> None:
         body = f"{code}\n".encode()
