@@ -36,15 +36,15 @@ CUDA_CONTEXT_GIB = 0.75
 # verdict uses the measured error band (MEMORY_REL_ERROR, chatplan/accuracy.py).
 ALLOCATOR_CEILING_FRACTION = 0.95
 # Allocator cache, as a multiple of the gradient bytes. Evidence (SPEC §5, 8xH100 80 GB, T 2,048):
-# term by term, d32 at batch 8 allocates ~50 GiB, yet nvidia-smi showed ~78 GB, while d20 at batch
-# 32 allocates ~75 GiB and still ran: the gap is cache, not demand. PyTorch's caching allocator
+# term by term, d32 at batch 8 allocates ~58 GiB, yet nvidia-smi showed ~78 GB, while d20 at batch
+# 32 allocated 73.7 GiB (FIELD L1) and still ran: the gap is cache, not demand. PyTorch's caching allocator
 # keeps freed blocks (gradient-sized ones from the compiled backward's fresh gradients, activation
 # blocks of several micro-steps) and releases them and retries before it reports an OOM, so the
 # cache is elastic: it is what nvidia-smi shows, never a cause of OOM. The model lets it grow to
 # k x gradient bytes, but only up to ALLOCATOR_CEILING_FRACTION of capacity. k = 3.6 and that ceiling
 # bring d32/B8 to ~75 GiB on the device (FIELD L4: ~78 GB = 77.2 GiB in nvidia-smi): both rest on that
 # one row, so they are not cross-validated (README). Not measured here (no GPU lent yet): the first
-# constants to refit from a GPU probe (max_memory_reserved - max_memory_allocated, scripts/gpu_probe.sh).
+# constants to refit from a GPU probe (max_memory_reserved - max_memory_allocated, scripts/gpu_probe.py).
 ALLOCATOR_CACHE_PER_GRAD_BYTE = 3.6
 
 

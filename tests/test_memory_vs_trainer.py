@@ -48,6 +48,67 @@ def test_eager_fp32_activation_term_matches_saved_tensors(depth, seq_len):
         assert predicted == pytest.approx(measured, rel=0.05), (depth, batch, seq_len, measured, predicted)
 
 
+def inductor_saved_tensors(model: torch.nn.Module, idx: torch.Tensor, targets: torch.Tensor,
+                           monkeypatch) -> list[tuple[str, tuple[int, ...], torch.dtype, int]]:
+    """(name, shape, dtype, bytes) of what inductor's min-cut partitioner keeps for backward in one
+    compiled forward under bf16 autocast: the backward graph's inputs that are not incoming gradients.
+    The partition is intercepted and compilation stops there, so no kernel is built (seconds on CPU)."""
+    import torch._inductor.compile_fx as compile_fx
+    from torch._functorch import partitioners
+
+    kept: list = []
+
+    class Partitioned(Exception):
+        pass
+
+    def spy(joint, inputs, **kw):
+        fw, bw = partitioners.min_cut_rematerialization_partition(joint, inputs, **kw)
+        for n in bw.graph.nodes:
+            v = n.meta.get("val")
+            if n.op == "placeholder" and not n.name.startswith("tangents") and isinstance(v, torch.Tensor):
+                kept.append((n.name, tuple(v.shape), v.dtype, v.numel() * v.element_size()))
+        raise Partitioned
+
+    monkeypatch.setattr(compile_fx, "min_cut_rematerialization_partition", spy)
+    torch._dynamo.reset()
+    try:
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            torch.compile(model, dynamic=False)(idx, targets)
+    except Exception as e:  # dynamo wraps the backend's exception
+        if "Partitioned" not in repr(e) and "Partitioned" not in repr(e.__cause__):
+            raise
+    finally:
+        torch._dynamo.reset()
+    assert kept, "the partitioner was not reached"
+    return kept
+
+
+def test_compiled_cuda_terms_are_what_inductors_partition_keeps(monkeypatch):
+    """The CUDA policy (bf16 autocast, plain soft-capped loss, compiled): the per-token activation and
+    loss-path terms equal the tensors inductor's partitioner keeps (slope over two batches), the logits
+    are kept once, in bf16 (no fp32 B x T x V tensor), and the only batch-independent tensors it keeps
+    are the bf16 casts of the matrices and lm_head (the model's weight copies) and the rotary table."""
+    vocab, seq_len = 2048, 64
+    shape = model_shape(2, vocab_size=vocab, seq_len=seq_len)
+    mode = precision("cuda", compile=True)
+    torch.manual_seed(0)
+    model = build_model(shape, "cpu", precision=mode)
+    runs = {}
+    for batch in (2, 4):
+        idx, targets = (torch.randint(0, vocab, (batch, seq_len)) for _ in range(2))
+        runs[batch] = inductor_saved_tensors(model, idx, targets, monkeypatch)
+    total = {b: sum(t[-1] for t in kept) for b, kept in runs.items()}
+    per_token = (total[4] - total[2]) / (2 * seq_len)
+    assert per_token == pytest.approx(activation_bytes_per_token(shape, mode)
+                                      + logits_saved_bytes_per_token(shape, mode), rel=0.01)
+    wide = [(dims, dtype) for _, dims, dtype, _ in runs[2] if dims and dims[-1] == vocab and dims[0] == 2 * seq_len]
+    assert wide == [((2 * seq_len, vocab), torch.bfloat16)]
+    fixed = total[2] - 2 * seq_len * per_token
+    f = facts(shape, 1, "cuda", compile=True).memory
+    rotary = model.rotary.nbytes
+    assert fixed == pytest.approx(f.weight_copies + rotary, rel=0.01), (fixed, f.weight_copies, rotary)
+
+
 # --- resident terms, byte for byte against the trainer's optimizer ---------------------------------------
 def _resident_tensor_bytes(depth: int, world_size: int, rank: int) -> dict[str, int]:
     """Build the model and the sharded optimizer, take one step, and count the real tensors' bytes."""

@@ -76,51 +76,62 @@ def newton_schulz_flops(rows: int, cols: int, steps: int = NS_STEPS) -> float:
 def activation_bytes_per_token(shape: ModelShape, precision: Precision) -> float:
     """Bytes saved for backward per token of a micro-batch, tensor by tensor (SPEC §6 model).
 
-    Per block, eager (what autograd saves; unique storages):
+    Per block (unique storages), eager and compiled alike:
       attention: x (norm input), x_n (q/k/v input), q and k after rotary (QK-norm inputs), q and k
                  after QK-norm and v (SDPA inputs), the SDPA output (its (B, T, H*hd) view is c_proj's
                  input: the flash kernels lay it out so no copy is made); fp32 softmax logsumexp (one
                  per head) and the norms' fp32 rstd (one per row: 2 block norms, h + kv QK-norms).
-      MLP:       x (norm input), x_n (c_fc input), relu(h) (relu's output, also square's input),
-                 relu(h)^2 (c_proj input).
+      MLP:       x (norm input), x_n (c_fc input), two 4d tensors: eager keeps relu(h) and relu(h)^2;
+                 compiled, inductor keeps the c_fc output h and relu(h)^2 (c_proj's input).
       (The pre-rotary q and k are not saved: the cos/sin tables need no gradient.)
-    Compiled (inductor): pointwise work is recomputed in backward from what is kept: the rotary
-    outputs from q and k, relu(h) and relu(h)^2 from the c_fc output h, which is kept instead.
+    Compiled is not smaller: inductor's min-cut partitioner recomputes none of these (it keeps the
+    rotary outputs beside the normed q and k, and h beside relu(h)^2), only the first block's input
+    (model level, below). That is its own choice, read off its partition of this model under bf16
+    autocast (tests/test_memory_vs_trainer.py); the model once assumed it recomputed rotary and
+    relu^2 (24 instead of 36 bytes x d per layer).
     Model level: the embedding output (post-embedding norm input), the final norm's input and output
     (lm_head's input; on the CPU path the fused loss keeps its input gradient dx instead, same size),
     two rstd, and the int64 token ids and targets.
-    Checked against autograd's saved tensors on CPU (tests/test_memory_vs_trainer.py).
+    Checked against autograd's saved tensors (eager) and the partitioner's (compiled) on CPU.
     """
     d, h, kv, L = shape.n_embd, shape.n_head, shape.n_kv_head, shape.n_layer
     kvd = shape.kv_dim
     a = precision.activation_bytes
-    if precision.compile:
-        wide = 6 * d + 2 * kvd + 4 * d  # x, x_n, q_n, out, x, x_n | k_n, v | h
-    else:
-        wide = 7 * d + 3 * kvd + 8 * d  # x, x_n, q_rot, q_n, out, x, x_n | k_rot, k_n, v | r, r^2
+    wide = 7 * d + 3 * kvd + 8 * d  # x, x_n, q_rot, q_n, out, x, x_n | k_rot, k_n, v | two 4d (see above)
     fp32_stats = 4 * (2 + h + kv + h)  # two block norms' rstd, QK-norm rstd, logsumexp per head
     per_layer = a * wide + fp32_stats
-    model_level = a * 3 * d + 4 * 2 + 8 * 2  # emb, x_L, x_L normed; two rstd; token ids and targets
+    # emb, x_L, x_L normed; two rstd; token ids and targets. Compiled, the first block's input norm(emb)
+    # is recomputed from emb (eager keeps both): one d-wide tensor fewer
+    model_level = a * (2 if precision.compile else 3) * d + 4 * 2 + 8 * 2
     return L * per_layer + model_level
 
 
 def logits_saved_bytes_per_token(shape: ModelShape, precision: Precision) -> float:
     """The loss path's B x T x V tensors saved for backward, per token.
 
-    CUDA, compiled: lm_head's bf16 logits are materialised in fp32 for the soft-capped cross-entropy
-    (SPEC §5: 4 GiB at d32, B=8) and that fp32 tensor is kept for the backward (4 bytes). Eager fp32
-    without the fused loss: the tanh output and the log-softmax output (2 x 4). The CPU fused loss
-    saves nothing per vocabulary entry (see `fused_loss_fixed_bytes`).
+    CUDA, compiled: lm_head's bf16 output (2 bytes); inductor fuses the fp32 cast, the softcap and
+    the cross-entropy into kernels that keep only per-row statistics (max, log-sum-exp), and
+    recomputes the rest in backward (read off its partition, like the activations). Eager under CUDA
+    autocast (not the default, no published run): 4 bytes assumed, the fp32 logits the softcap keeps;
+    not measured (CPU autocast, whose op policy differs, keeps about 9). Eager fp32 without the fused
+    loss: the tanh output and the log-softmax output (2 x 4). The CPU fused loss saves nothing per vocabulary entry
+    (see `fused_loss_fixed_bytes`).
     """
     if precision.fused_loss:
         return 0.0
-    return (4 if precision.activation_bytes == 2 else 8) * shape.padded_vocab_size
+    if precision.activation_bytes == 2:
+        return (2 if precision.compile else 4) * shape.padded_vocab_size
+    return 8 * shape.padded_vocab_size
 
 
 def logits_backward_bytes_per_token(shape: ModelShape, precision: Precision) -> float:
-    """Extra B x T x V bytes at the start of the loss backward: the fp32 gradient of the logits,
-    alive beside the saved logits until it is cast for lm_head's backward."""
-    return 0.0 if precision.fused_loss else 4 * shape.padded_vocab_size
+    """Extra B x T x V bytes at the start of the loss backward: the gradient of the logits, beside the
+    saved tensors until lm_head's backward has used it. Compiled, one fused kernel writes it in bf16 for
+    that matmul (2 bytes: FIELD L2's "8 GiB compiled-loss buffer" is this tensor at B x T = 65,536,
+    V = 65,536); eager, the fp32 gradient comes first (4)."""
+    if precision.fused_loss:
+        return 0.0
+    return (2 if precision.compile and precision.activation_bytes == 2 else 4) * shape.padded_vocab_size
 
 
 def fused_loss_fixed_bytes(shape: ModelShape, precision: Precision) -> int:
