@@ -1,5 +1,7 @@
 """The memory model against the real trainer on CPU: what autograd actually saves for backward."""
 
+import re
+
 import pytest
 import torch
 
@@ -9,6 +11,7 @@ from chatplan.arch.nanochat_2025 import (
     logits_saved_bytes_per_token,
 )
 from chatplan_train.model import build_model
+from chatplan_train.saved_tensors import kept_for_backward
 from tests.helpers import facts, model_shape, optim_2025, precision
 
 
@@ -48,44 +51,10 @@ def test_eager_fp32_activation_term_matches_saved_tensors(depth, seq_len):
         assert predicted == pytest.approx(measured, rel=0.05), (depth, batch, seq_len, measured, predicted)
 
 
-def inductor_saved_tensors(model: torch.nn.Module, idx: torch.Tensor, targets: torch.Tensor,
-                           monkeypatch) -> list[tuple[str, tuple[int, ...], torch.dtype, int]]:
-    """(name, shape, dtype, bytes) of what inductor's min-cut partitioner keeps for backward in one
-    compiled forward under bf16 autocast: the backward graph's inputs that are not incoming gradients.
-    The partition is intercepted and compilation stops there, so no kernel is built (seconds on CPU)."""
-    import torch._inductor.compile_fx as compile_fx
-    from torch._functorch import partitioners
-
-    kept: list = []
-
-    class Partitioned(Exception):
-        pass
-
-    def spy(joint, inputs, **kw):
-        fw, bw = partitioners.min_cut_rematerialization_partition(joint, inputs, **kw)
-        for n in bw.graph.nodes:
-            v = n.meta.get("val")
-            if n.op == "placeholder" and not n.name.startswith("tangents") and isinstance(v, torch.Tensor):
-                kept.append((n.name, tuple(v.shape), v.dtype, v.numel() * v.element_size()))
-        raise Partitioned
-
-    monkeypatch.setattr(compile_fx, "min_cut_rematerialization_partition", spy)
-    torch._dynamo.reset()
-    try:
-        with torch.autocast("cpu", dtype=torch.bfloat16):
-            torch.compile(model, dynamic=False)(idx, targets)
-    except Exception as e:  # dynamo wraps the backend's exception
-        if "Partitioned" not in repr(e) and "Partitioned" not in repr(e.__cause__):
-            raise
-    finally:
-        torch._dynamo.reset()
-    assert kept, "the partitioner was not reached"
-    return kept
-
-
-def test_compiled_cuda_terms_are_what_inductors_partition_keeps(monkeypatch):
-    """The CUDA policy (bf16 autocast, plain soft-capped loss, compiled): the per-token activation and
-    loss-path terms equal the tensors inductor's partitioner keeps (slope over two batches), the logits
+def test_compiled_cuda_terms_are_what_inductors_partition_keeps():
+    """The CUDA policy (bf16 autocast, plain soft-capped loss, compiled), compiled here on the CPU up to
+    inductor's partition (chatplan_train.saved_tensors): the per-token activation and loss-path terms
+    equal the tensors the partitioner keeps (slope over two batches), the logits
     are kept once, in bf16 (no fp32 B x T x V tensor), and the only batch-independent tensors it keeps
     are the bf16 casts of the matrices and lm_head (the model's weight copies) and the rotary table."""
     vocab, seq_len = 2048, 64
@@ -96,7 +65,7 @@ def test_compiled_cuda_terms_are_what_inductors_partition_keeps(monkeypatch):
     runs = {}
     for batch in (2, 4):
         idx, targets = (torch.randint(0, vocab, (batch, seq_len)) for _ in range(2))
-        runs[batch] = inductor_saved_tensors(model, idx, targets, monkeypatch)
+        runs[batch] = kept_for_backward(model, idx, targets, autocast=True)
     total = {b: sum(t[-1] for t in kept) for b, kept in runs.items()}
     per_token = (total[4] - total[2]) / (2 * seq_len)
     assert per_token == pytest.approx(activation_bytes_per_token(shape, mode)
@@ -174,3 +143,18 @@ def test_resident_terms_equal_the_trainers_tensors_two_gloo_ranks():
             assert got[rank]["state"] == model.optimizer_state_per_rank[rank]
         assert got[0]["state"] + got[1]["state"] == sum(
             facts(model_shape(depth, vocab_size=512, seq_len=32), 1, "cpu").memory.optimizer_state_per_rank)
+
+
+def test_saved_tensors_cli_prints_the_kept_bytes_and_the_planners_terms(capsys):
+    from chatplan_train.saved_tensors import main
+
+    main(["--depth", "1", "--seq-len", "32", "--vocab-size", "1024", "--batches", "1,2", "--list"])
+    out = capsys.readouterr().out
+    shape = model_shape(1, vocab_size=1024, seq_len=32)
+    mode = precision("cuda", compile=True)
+    kept = activation_bytes_per_token(shape, mode) + logits_saved_bytes_per_token(shape, mode)
+    slope = float(re.search(r"kept per token: ([0-9,]+) bytes", out).group(1).replace(",", ""))
+    assert slope == pytest.approx(kept, rel=0.01) and "mm_" in out  # the slope, and the listed tensors
+    with pytest.raises(SystemExit) as bad:
+        main(["--batches", "2,x"])
+    assert bad.value.code == 2 and "--batches" in capsys.readouterr().err
