@@ -60,7 +60,6 @@ def kept_for_backward(model: torch.nn.Module, idx: torch.Tensor, targets: torch.
 
 def main(argv: list[str] | None = None) -> None:
     from chatplan.arch import get_arch
-    from chatplan.facts import model_facts
     from chatplan.precision import decide_precision
 
     p = argparse.ArgumentParser(prog="python -m chatplan_train.saved_tensors")
@@ -99,7 +98,7 @@ def main(argv: list[str] | None = None) -> None:
     if len(batches) >= 2:
         lo, hi = batches[0], batches[-1]
         slope = (totals[hi] - totals[lo]) / ((hi - lo) * a.seq_len)
-        terms = model_facts(arch, shape, 1, mode).memory
+        terms = arch.memory_terms(shape, 1, mode)
         print(f"kept per token: {slope:,.0f} bytes; planner: activations {terms.activation_bytes_per_token:,.0f} "
               f"+ loss path at the peak {terms.loss_bytes_per_token:,.0f} (saved part and backward buffer)")
 
