@@ -20,41 +20,34 @@ is carried through the model's ratio is tested exactly in tests/test_probe.py an
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers import chatplan_cli
+
 TARGET_REL = 0.10
 LENIENT_REL = 1.0
 TWO_RANKS = ["--depth", "2", "--gpus", "2xCPU", "--seq-len", "256", "--vocab-size", "8192", "--device-batch-size",
              "8", "--total-batch-size", "16384", "--no-compile", "--eval-every", "0"]
 
 
-def chatplan_cli(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "chatplan", *args], capture_output=True, text=True, cwd=ROOT,
-                          timeout=600, stdin=subprocess.DEVNULL, env=dict(os.environ))
-
-
-def _probe_then_run(tmp_path: Path) -> tuple[float, dict, dict]:
+def _probe_then_run(tmp_path: Path) -> tuple[dict, dict, dict]:
+    """The probe's JSON, then the calibrated run's plan.json and report.json."""
     cal = tmp_path / "cal.json"
-    r = chatplan_cli("probe", *TWO_RANKS, "--probe-steps", "8", "--calibration", str(cal), "--json")
+    r = chatplan_cli("probe", *TWO_RANKS, "--probe-steps", "8", "--calibration", str(cal), "--json", timeout=600)
     assert r.returncode == 0, r.stderr[-2000:]
     probe = json.loads(r.stdout)
     run = chatplan_cli("run", *TWO_RANKS, "--steps", "10", "--device", "cpu", "--nproc", "2", "--data", "sample",
-                       "--yes", "--out", str(tmp_path / "run"), "--calibration", str(cal), "--json")
+                       "--yes", "--out", str(tmp_path / "run"), "--calibration", str(cal), "--json", timeout=600)
     assert run.returncode == 0, run.stderr[-2000:]
-    plan_doc = json.loads((tmp_path / "run" / "plan.json").read_text())
-    report = json.loads((tmp_path / "run" / "report.json").read_text())
-    return probe["plan"]["step_seconds"], probe, {"plan": plan_doc, "report": report}
+    return probe, *(json.loads((tmp_path / "run" / name).read_text()) for name in ("plan.json", "report.json"))
 
 
 @pytest.mark.slow
 def test_a_one_process_probe_calibrates_a_two_rank_run_at_accumulation_4(benchmark, tmp_path):
-    predicted, probe, out = benchmark.pedantic(_probe_then_run, args=(tmp_path,), rounds=1, iterations=1)
+    probe, plan_doc, report = benchmark.pedantic(_probe_then_run, args=(tmp_path,), rounds=1, iterations=1)
+    predicted = probe["plan"]["step_seconds"]
     from chatplan_train.cpu_peak import intra_op_threads
 
     # one rank's threads (the cores shared by the plan's two ranks), as the trainer will pin them: a probe
@@ -62,8 +55,8 @@ def test_a_one_process_probe_calibrates_a_two_rank_run_at_accumulation_4(benchma
     assert probe["threads"] == intra_op_threads(2)
     assert probe["plan"]["world_size"] == 2 and probe["plan"]["grad_accum_steps"] == 4
     assert probe["plan"]["calibration"].startswith("calibrated from a probe on 1xCPU")
-    assert out["plan"]["predictions"]["step_seconds"] == pytest.approx(predicted, rel=1e-9)  # the run used it
-    step = out["report"]["step_seconds"]
+    assert plan_doc["predictions"]["step_seconds"] == pytest.approx(predicted, rel=1e-9)  # the run used it
+    step = report["step_seconds"]
     err = step["relative_error"]
     benchmark.extra_info.update(predicted_s=predicted, achieved_s=step["achieved"], relative_error=err)
     print(f"\nprobe-calibrated step {predicted:.4f} s, run {step['achieved']:.4f} s: {err:+.1%} "

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from dataclasses import replace
 from pathlib import Path
 
@@ -21,6 +24,13 @@ flops_per_token = A25.flops_per_token
 is_valid_depth = A25.is_valid_depth
 nearest_valid_depths = A25.nearest_valid_depths
 shape_problem = A25.shape_problem
+
+
+def chatplan_cli(*args: str, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+    """`python -m chatplan ARGS` in the repository root, stdin closed, output captured as text."""
+    return subprocess.run([sys.executable, "-m", "chatplan", *args], capture_output=True, text=True,
+                          cwd=Path(__file__).resolve().parents[1], timeout=timeout, stdin=subprocess.DEVNULL,
+                          env={**os.environ, **(env or {})})
 
 
 def precision(device_type: str, compile: bool | None = None, arch: str = "nanochat-2025") -> Precision:

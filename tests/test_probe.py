@@ -6,23 +6,13 @@ speed target, measured in benchmarks/bench_probe.py."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from dataclasses import replace
-from pathlib import Path
 
 import pytest
 
 import chatplan
 from chatplan.calibration import Calibration, CalibrationPoint, load_calibration
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def chatplan_cli(*args: str, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "chatplan", *args], capture_output=True, text=True, cwd=ROOT,
-                          timeout=timeout, stdin=subprocess.DEVNULL, env={**os.environ, **(env or {})})
+from tests.helpers import chatplan_cli
 
 
 @pytest.fixture(scope="module")

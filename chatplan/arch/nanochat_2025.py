@@ -114,8 +114,8 @@ def logits_saved_bytes_per_token(shape: ModelShape, precision: Precision) -> flo
     recomputes the rest in backward (read off its partition, like the activations). Eager under CUDA
     autocast (not the default, no published run): 4 bytes assumed, the fp32 logits the softcap keeps;
     not measured (CPU autocast, whose op policy differs, keeps about 9). Eager fp32 without the fused
-    loss: the tanh output and the log-softmax output (2 x 4). The CPU fused loss saves nothing per vocabulary entry
-    (see `fused_loss_fixed_bytes`).
+    loss: the tanh output and the log-softmax output (2 x 4). The CPU fused loss saves nothing per
+    vocabulary entry (see `fused_loss_fixed_bytes`).
     """
     if precision.fused_loss:
         return 0.0
