@@ -292,12 +292,18 @@ def compare_table(docs: list[dict], by: str, max_hours: float | None) -> tuple[l
         table, title
 
 
-def validation_table(checks) -> tuple[list[str], list[list[str]], str]:
-    """`validate`'s rows: run, figure, predicted, measured, relative error, verdict."""
+def validation_table(checks, bars: bool = True) -> tuple[list[str], list[list[str]], str]:
+    """`validate`'s rows: run, figure, predicted, measured, relative error, verdict (FIELD's bar; without
+    `bars`, for the held-out runs, whether that bar would hold)."""
     def fmt(v):
         return v if isinstance(v, str) else f"{v:,.1f}"
 
+    def verdict(c) -> str:
+        if not bars:
+            return "-" if c.bar is None and c.ok else ("within" if c.ok else "outside") + (
+                f" ±{c.bar:.0%}" if c.bar else " (outcome)")
+        return ("ok" if c.ok else "MISS") + (f" (±{c.bar:.0%})" if c.bar else "")
+
     rows = [[c.row, c.figure, fmt(c.predicted), fmt(c.measured),
-             "-" if c.relative_error is None else f"{c.relative_error:+.1%}",
-             ("ok" if c.ok else "MISS") + (f" (±{c.bar:.0%})" if c.bar else "")] for c in checks]
+             "-" if c.relative_error is None else f"{c.relative_error:+.1%}", verdict(c)] for c in checks]
     return ["run", "figure", "predicted", "measured", "error", "verdict"], rows, "chatplan validate: FIELD runs"

@@ -12,16 +12,21 @@ def validate(json_out: JsonOpt = False, fmt: FormatOpt = "rich") -> None:
     import sys
 
     from chatplan.render import render_grid, validation_table
-    from chatplan.validate import sources, validate
+    from chatplan.validate import heldout, heldout_rows, sources, validate
 
     fmt = output_format(fmt)
     checks = validate()
+    held = heldout()
     failed = [c for c in checks if not c.ok]
     if json_out:
-        print_json({"checks": [c.to_dict() for c in checks], "sources": sources(), "ok": not failed})
+        print_json({"checks": [c.to_dict() for c in checks], "sources": sources(), "ok": not failed,
+                    "heldout": [c.to_dict() for c in held], "heldout_sources": sources(heldout_rows())})
     else:
         headers, rows, title = validation_table(checks)
         render_grid(headers, rows, fmt, title, note="sources: chatplan/field.json (FIELD.md)")
+        headers, rows, _ = validation_table(held, bars=False)
+        render_grid(headers, rows, fmt, "held-out runs: public nanochat reports, never fitted to (no bars)",
+                    note="sources: chatplan/field_heldout.json")
     if failed:
         for c in failed:
             sys.stderr.write(f"chatplan: validate: {c.row} {c.figure} misses its bar\n")
