@@ -12,7 +12,7 @@ from pathlib import Path
 from tabulate import tabulate
 
 from chatplan.render import validation_table
-from chatplan.validate import fitted_constants, leave_one_out, validate
+from chatplan.validate import fitted_constants, heldout, leave_one_out, validate
 
 README = Path(__file__).resolve().parents[1] / "README.md"
 BEGIN, END = "<!-- accuracy:begin (scripts/accuracy_table.py) -->", "<!-- accuracy:end -->"
@@ -21,6 +21,20 @@ BEGIN, END = "<!-- accuracy:begin (scripts/accuracy_table.py) -->", "<!-- accura
 def table() -> str:
     headers, rows, _ = validation_table(validate())
     return tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
+
+
+def heldout_table() -> str:
+    """The held-out runs (chatplan/field_heldout.json), scored without bars, and their RMS per kind."""
+    import math
+
+    checks = heldout()
+    headers, rows, _ = validation_table(checks, bars=False)
+    text = tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)
+    summary = []
+    for kind, figures in (("memory", ("allocated GiB", "device GiB")), ("time", ("train minutes",))):
+        errs = [c.relative_error for c in checks if c.figure in figures]
+        summary.append(f"{kind}: RMS {math.sqrt(sum(e * e for e in errs) / len(errs)):.1%} over {len(errs)} figures")
+    return text + "\n\nHeld-out " + "; ".join(summary) + "."
 
 
 def constants_table() -> str:
@@ -43,7 +57,7 @@ def loo_table() -> str:
 
 
 def block() -> str:
-    return f"{BEGIN}\n{table()}\n\n{constants_table()}\n\n{loo_table()}\n{END}"
+    return f"{BEGIN}\n{table()}\n\n{constants_table()}\n\n{loo_table()}\n\n{heldout_table()}\n{END}"
 
 
 def main() -> None:

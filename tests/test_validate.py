@@ -13,8 +13,9 @@ from chatplan.validate import field_rows, validate
 
 ROOT = Path(__file__).resolve().parents[1]
 # rows that miss a bar today, and why (the accuracy issue's open work); anything else missing fails
-KNOWN_MISSES = {("L5", "allocated GiB"): "4.2 GiB above the term-by-term layout at world size 1, accumulation 32: "
-                                         "unexplained (README)"}
+KNOWN_MISSES = {("L5", "allocated GiB"): "5.6 GiB above the term-by-term layout at world size 1, accumulation 32, "
+                                         "while the held-out d10 run on the same GPU type and layout (H2) is within "
+                                         "1.4 %: unexplained (README)"}
 
 
 def test_every_field_row_is_checked_with_its_bar():
@@ -103,8 +104,8 @@ def test_l5_time_is_predicted_from_the_5090s_measured_matmul_rate():
 
 
 def test_tight_means_the_memory_band_crosses_capacity():
-    """L2 (d20, batch 32, 8xH100) once ran out of memory with 72.48 GiB in use: predicted demand 76.3 GiB
-    of 79.19 fits, but its high end (x 1.105, the measured memory error) does not: tight. A demand 93 % of
+    """L2 (d20, batch 32, 8xH100) once ran out of memory with 72.48 GiB in use: predicted demand 70.9 GiB
+    of 79.19 fits, but its high end (x 1.14, the measured memory error) does not: tight. A demand 93 % of
     capacity was `fits` under the old fixed 5 % margin; the band makes it tight."""
     import chatplan
     from chatplan.accuracy import MEMORY_REL_ERROR
@@ -113,7 +114,7 @@ def test_tight_means_the_memory_band_crosses_capacity():
     m = chatplan.plan(depth=20, gpus="8xH100", device_batch_size=32).memory
     demand = m.peak_allocated_gib + m.cuda_context / 2**30
     assert demand < m.capacity_gib < demand * (1 + MEMORY_REL_ERROR) and m.verdict == "tight"
-    assert fit_verdict(0.93 * 80, 80) == "tight" and fit_verdict(0.90 * 80, 80) == "fits"
+    assert fit_verdict(0.93 * 80, 80) == "tight" and fit_verdict(0.87 * 80, 80) == "fits"
     assert fit_verdict(80.1, 80) == "oom"
     # d32 at batch 8 (L4): the allocator cache fills the device to ~75 GiB, but the demand is ~51 GiB: fits
     assert chatplan.plan(depth=32, gpus="8xH100", device_batch_size=8).memory.verdict == "fits"
@@ -144,3 +145,26 @@ def test_leave_one_out_names_what_is_not_cross_validated():
     fitted = [k for k in fitted_constants() if k.field_rows]
     figures = [c for c in validate() if c.relative_error is not None]
     assert len(fitted) == 4 < len(figures) == 9
+
+
+def test_held_out_runs_are_scored_and_pin_the_two_byte_loss_path():
+    """chatplan/field_heldout.json: public nanochat reports never fitted to. The runs the compiled loss
+    path dominates are what set it at 2 bytes per logit; at the old 4 (late 2025) or 10 (2026) bytes H1
+    (8xH100 d8, batch 32) was +39 % and H4 (one A100, 2026 d2) +282 %. Late-2025 and 2026 bf16 rows must stay
+    within 10 %; the fp8 rows are expected high (nanochat's fp8 module saves 1-byte copies, torchao does not)."""
+    from chatplan.validate import heldout, heldout_rows
+
+    checks = heldout()
+    assert {c.row for c in checks} == {r["id"] for r in heldout_rows()}
+    rows = {r["id"]: r for r in heldout_rows()}
+    mem = {c.row: c for c in checks if c.figure == "allocated GiB"}
+    assert {"H1", "H2", "H3", "H4", "H6", "H7"} <= set(mem)
+    for rid in ("H1", "H2", "H3", "H4", "H6", "H7"):
+        assert not rows[rid]["inputs"].get("fp8") and abs(mem[rid].relative_error) < 0.10, (rid, mem[rid])
+    for rid in ("H10", "H11", "H12", "H13", "H14", "H15"):  # d24 fp8 on 1, 4 and 8 GPUs
+        assert rows[rid]["inputs"]["fp8"] and mem[rid].relative_error > 0, (rid, mem[rid])  # torchao: bf16 inputs
+    # the JSON carries them beside FIELD's rows, and they never decide the exit code
+    r = subprocess.run([sys.executable, "-m", "chatplan", "validate", "--json"], capture_output=True, text=True,
+                       timeout=120)
+    doc = json.loads(r.stdout)
+    assert {c["row"] for c in doc["heldout"]} == set(rows) and set(doc["heldout_sources"]) == set(rows)
