@@ -100,7 +100,8 @@ def main(argv: list[str] | None = None) -> None:
         slope = (totals[hi] - totals[lo]) / ((hi - lo) * a.seq_len)
         terms = arch.memory_terms(shape, 1, mode)
         print(f"kept per token: {slope:,.0f} bytes; planner: activations {terms.activation_bytes_per_token:,.0f} "
-              f"+ loss path at the peak {terms.loss_bytes_per_token:,.0f} (on CUDA the saved logits, whose storage then takes their gradient)")
+              f"+ loss path at the peak {terms.loss_bytes_per_token:,.0f} "
+              "(on CUDA the saved logits, whose storage then takes their gradient)")
 
 
 if __name__ == "__main__":
