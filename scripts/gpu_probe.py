@@ -32,8 +32,9 @@ GPU_CASES = [
     ("nanochat-2026", 24, True, 100),
 ]
 # cases probed at a fixed device batch (and the next power of two) instead of the plan's: the compiled d20 at
-# FIELD L5's batch 8 (1x RTX 5090, 28.9 GiB allocated, 4.2 GiB above the model); batches 8 and 16 separate the
-# per-token slope from a batch-independent term, and an H100 shows whether the gap is the 5090's own
+# FIELD L5's batch 8 (1x RTX 5090, 28.9 GiB allocated, 5.6 GiB above the model); batches 8 and 16 separate the
+# per-token slope from a batch-independent term (the slope also tells a 2- from a 4-byte loss path: 0.25 GiB
+# per sequence apart at V = 65,536), and an H100 shows whether the gap is the 5090's own
 FIXED_BATCH = {("nanochat-2025", 20, True): 8}
 # toy size on a CPU: the same commands, the planner's tiny shape (context 256, vocab 8,192)
 TOY_CASES = [("nanochat-2025", 2, False, 120), ("nanochat-2026", 4, False, 120)]
