@@ -6,8 +6,9 @@ low-precision weight casts, activations per token, the loss path) comes from the
 moments, the allocator cache, the CUDA context, the fit verdict and the batch search.
 
 The peak moment. Within a step the allocated memory peaks where the forward pass has finished and
-the loss backward starts: every saved activation is alive, plus the logits path (and, on CUDA, the
-fp32 gradient of the logits that the loss backward creates first). Backward then frees activations
+the loss backward starts: every saved activation is alive, plus the logits path (and, on CUDA in eager
+mode, the fp32 gradient of the logits that the loss backward creates first; compiled, the gradient takes
+the saved logits' storage). Backward then frees activations
 layer by layer while it adds into the already-allocated gradient buffers, so memory only falls.
 The optimizer step is a second candidate: weights + gradients + state + its working buffers, with
 the activations gone. The larger of the two is reported, and which one it was.

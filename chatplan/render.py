@@ -11,6 +11,7 @@ from collections.abc import Sequence
 
 from chatplan.memory import GIB
 from chatplan.plan import Plan
+from chatplan.validate import Check
 
 Section = tuple[str, list[tuple[str, str]]]
 
@@ -292,16 +293,17 @@ def compare_table(docs: list[dict], by: str, max_hours: float | None) -> tuple[l
         table, title
 
 
-def validation_table(checks, bars: bool = True) -> tuple[list[str], list[list[str]], str]:
+def validation_table(checks: list[Check], bars: bool = True) -> tuple[list[str], list[list[str]], str]:
     """`validate`'s rows: run, figure, predicted, measured, relative error, verdict (FIELD's bar; without
     `bars`, for the held-out runs, whether that bar would hold)."""
     def fmt(v):
         return v if isinstance(v, str) else f"{v:,.1f}"
 
-    def verdict(c) -> str:
+    def verdict(c: Check) -> str:
         if not bars:
-            return "-" if c.bar is None and c.ok else ("within" if c.ok else "outside") + (
-                f" ±{c.bar:.0%}" if c.bar else " (outcome)")
+            if c.bar is None:
+                return "same" if c.ok else "differs"
+            return ("within" if c.ok else "outside") + f" ±{c.bar:.0%}"
         return ("ok" if c.ok else "MISS") + (f" (±{c.bar:.0%})" if c.bar else "")
 
     rows = [[c.row, c.figure, fmt(c.predicted), fmt(c.measured),

@@ -15,6 +15,10 @@ import json
 from dataclasses import asdict, dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from chatplan.catalog import Catalog
 
 FIELD_FILE = Path(__file__).with_name("field.json")
 # Runs beyond FIELD.md (public nanochat reports), never fitted to: reported beside FIELD's rows, without bars.
@@ -63,7 +67,7 @@ def _depths(rule: dict) -> list[tuple[int, int]]:
     return out
 
 
-def validate(catalog=None, rows: tuple[dict, ...] | None = None) -> list[Check]:
+def validate(catalog: Catalog | None = None, rows: tuple[dict, ...] | None = None) -> list[Check]:
     """Every row (FIELD's by default), planned with its inputs and the MFU the model predicts (never typed in)."""
     from chatplan.plan import plan
 
@@ -96,7 +100,7 @@ def validate(catalog=None, rows: tuple[dict, ...] | None = None) -> list[Check]:
     return checks
 
 
-def heldout(catalog=None) -> list[Check]:
+def heldout(catalog: Catalog | None = None) -> list[Check]:
     """The held-out runs, scored like FIELD's rows; their `ok` says whether FIELD's bar would hold, but no
     exit code depends on it: they are evidence the constants were not fitted to, from trees that were often
     modified (chatplan/field_heldout.json)."""

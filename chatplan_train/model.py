@@ -181,8 +181,8 @@ class GPT(nn.Module):
             "h": nn.ModuleList(Block(cfg) for _ in range(cfg.n_layer)),
         })
         self.lm_head = nn.Linear(cfg.n_embd, cfg.padded_vocab_size, bias=False)
-        # CPU: the chunked loss (LinearSoftcapCrossEntropy). CUDA keeps the plain path, which
-        # materialises the fp32 logits exactly as the planner's memory model (and nanochat) assume.
+        # CPU: the chunked loss (LinearSoftcapCrossEntropy). CUDA keeps nanochat's plain path: eager it
+        # materialises fp32 logits; compiled, inductor keeps the bf16 logits only (what the planner counts).
         self.fused_loss = False
         # Not a parameter and not saved: recomputed from the config (so meta-device builds stay free).
         self.register_buffer("rotary", rotary_tables(cfg.sequence_len, cfg.head_dim), persistent=False)

@@ -168,7 +168,8 @@ class GPT(nn.Module):
         self.lm_head = Linear(cfg.n_embd, v)
         self.smear_gate = Linear(SMEAR_GATE_CHANNELS, 1)
         self.value_embeds = nn.ModuleDict({str(i): nn.Embedding(v, cfg.kv_dim) for i in cfg.value_embed_layers})
-        self.fused_loss = False  # CPU: the chunked loss; CUDA: the plain fp32 logits (what the planner counts)
+        # CPU: the chunked loss; CUDA: the plain path (compiled, bf16 logits only: what the planner counts)
+        self.fused_loss = False
         self.compute_dtype = torch.float32
         self.register_buffer("rotary", rotary_tables(cfg.sequence_len, cfg.head_dim, torch.float32), persistent=False)
 

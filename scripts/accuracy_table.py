@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import math
 import sys
 from pathlib import Path
 
@@ -25,8 +26,6 @@ def table() -> str:
 
 def heldout_table() -> str:
     """The held-out runs (chatplan/field_heldout.json), scored without bars, and their RMS per kind."""
-    import math
-
     checks = heldout()
     headers, rows, _ = validation_table(checks, bars=False)
     text = tabulate(rows, headers=headers, tablefmt="github", disable_numparse=True)

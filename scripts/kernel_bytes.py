@@ -40,7 +40,7 @@ def measure(arch_name: str, depth: int, vocab: int, seq_len: int, batch: int) ->
     seen: list[tuple[str, int]] = []
     original = graph.GraphLowering.count_bytes
 
-    def spy(self):
+    def spy(self: graph.GraphLowering) -> tuple:
         total, counts, runtimes = original(self)
         seen.extend((type(node).__name__, n * 4) for node, n in counts)
         return total, counts, runtimes
@@ -68,7 +68,7 @@ def main() -> None:
     p.add_argument("--arch", default="nanochat-2025")
     p.add_argument("--seq-len", type=int, default=128)
     a = p.parse_args()
-    slopes = {}
+    slopes: dict[tuple[int, int], float] = {}
     for depth in (2, 4):
         for vocab in (2_048, 8_192):
             (f2, _), (f4, _) = (measure(a.arch, depth, vocab, a.seq_len, b) for b in (2, 4))

@@ -142,7 +142,7 @@ def test_spec_observations(depth, fits, oom):
 def test_d32_batch8_device_memory_is_the_field_row_it_was_fitted_to():
     """FIELD L4: ~78 GB in nvidia-smi at d32, batch 8 (77.2 GiB). The allocator-cache constants were fitted
     to this one row (not cross-validated, README): the check is the validation row itself, within ±7 %,
-    and what it rests on: the demand without the elastic cache (58.7 GiB) is well below capacity, so most of
+    and what it rests on: the demand without the elastic cache (56.7 GiB) is well below capacity, so most of
     the gap to nvidia-smi's figure is cache."""
     from chatplan.validate import validate
 

@@ -135,7 +135,7 @@ class MemoryTerms:
     optimizer_workspace: int  # the optimizer step's temporaries on the busiest rank
     comm_scratch: int  # collective buffers alive during the step
     activation_bytes_per_token: float  # saved for backward, per token of a micro-batch
-    loss_bytes_per_token: float  # the loss path's B x T x V tensors (saved + the gradient at backward)
+    loss_bytes_per_token: float  # the loss path's B x T x V tensors at the peak (saved, + the gradient in eager)
     loss_fixed_bytes: int  # loss-path memory that does not scale with the batch
 
 

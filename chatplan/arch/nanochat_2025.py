@@ -128,15 +128,16 @@ def logits_backward_bytes_per_token(shape: ModelShape, precision: Precision) -> 
     """Extra B x T x V bytes at the start of the loss backward: the gradient of the logits, beside the
     saved tensors until lm_head's backward has used it.
 
-    Compiled on CUDA: none. The fused softcap/cross-entropy backward writes the bf16 gradient into the
-    storage of the saved bf16 logits (their last use; AOTAutograd donates saved tensors to inductor, which
-    may update a donated buffer in place, PyTorch >= 2.6), so the loss path peaks at 2 bytes per logit.
+    Compiled in bf16 on CUDA: none. The fused softcap/cross-entropy backward writes the bf16 gradient into
+    the storage of the saved bf16 logits (their last use; AOTAutograd donates saved tensors to inductor,
+    which may update a donated buffer in place since PyTorch 2.6: an older torch allocates a second bf16
+    buffer, which this does not count), so the loss path peaks at 2 bytes per logit.
     This is measured, not read off generated code: the published runs that the loss path dominates allow
     no more (docs/memory.md, "The loss path"): 8xH100 d8 at batch 32 allocated 18.73 GiB, 307 KB per
     token with activations of >= 150 KB, i.e. <= 2.4 bytes per logit; one A100 at 2026's d2, batch 64 x 256,
     1.39 GiB in all, <= 2.8 bytes per logit. (Inductor's CPU backend, whose outer-loop fusion blocks that
-    in-place update, does allocate a second buffer: tests/test_memory_vs_trainer.py.) Eager: the fp32
-    gradient comes first (4)."""
+    in-place update, does allocate a second buffer: `TORCH_LOGS=output_code`.) Eager, or compiled in fp32:
+    the fp32 gradient comes first (4)."""
     if precision.fused_loss or (precision.compile and precision.activation_bytes == 2):
         return 0.0
     return 4 * shape.padded_vocab_size

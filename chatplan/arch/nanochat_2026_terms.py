@@ -33,7 +33,7 @@ FP8_MIN_DIM = 128  # a Linear is converted when both dims are multiples of 16 an
 # What the compiled graph keeps beyond the tensors counted below, in bytes per token per layer per unit
 # of width. Fitted to FIELD N2 (62,386.67 MiB at d24, batch 16 on 8xH100 in bf16) with the loss path at
 # 2 bytes per logit (loss_bytes_per_token). Inductor's CPU partition of the same model keeps only 0.62
-# (benchmarks/results/inductor-partition-2026-12-03.md), so ~7 bytes·d per layer (~7 GiB at N2) are not
+# (benchmarks/results/inductor-partition-2026-12-03.md), so ~7.4 bytes·d per layer (~8 GiB at N2) are not
 # explained by what the CPU partition shows: a CUDA-side difference or a batch-independent term (the two
 # held-out d16 runs of chatplan/field_heldout.json, at batch 16 and 32, put ~3 GiB in the intercept). Checked
 # on the held-out 2026 bf16 runs (d2, d16 x2): within +9 % / -4 %.
@@ -178,7 +178,7 @@ def activation_bytes_per_token(shape: ModelShape, precision: Precision) -> float
 def loss_bytes_per_token(shape: ModelShape, precision: Precision) -> float:
     """The B x T x V tensors of the loss at the start of backward.
 
-    Compiled on CUDA: 2 bytes per logit. SPEC-2026 §10 derives "logits bf16 + fp32 per micro-batch" from the
+    Compiled in bf16 on CUDA: 2 bytes per logit. SPEC-2026 §10 derives "logits bf16 + fp32 per micro-batch" from the
     source and adds "fusion may cut this"; it does: inductor keeps lm_head's bf16 output and per-row
     statistics only, and writes the logits' gradient into that storage (as late 2025,
     nanochat_2025.logits_backward_bytes_per_token). Measured bound: one A100 at d2, batch 64 x 256
