@@ -44,14 +44,17 @@ class Check:
         return asdict(self)
 
 
-@lru_cache(maxsize=1)
+@lru_cache(maxsize=2)
+def _rows(file: Path) -> tuple[dict, ...]:
+    return tuple(json.loads(file.read_text())["rows"])
+
+
 def field_rows() -> tuple[dict, ...]:
-    return tuple(json.loads(FIELD_FILE.read_text())["rows"])
+    return _rows(FIELD_FILE)
 
 
-@lru_cache(maxsize=1)
 def heldout_rows() -> tuple[dict, ...]:
-    return tuple(json.loads(HELDOUT_FILE.read_text())["rows"])
+    return _rows(HELDOUT_FILE)
 
 
 def _outcome_ok(expected: str, verdict: str) -> bool:

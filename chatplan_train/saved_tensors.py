@@ -58,10 +58,23 @@ def kept_for_backward(model: torch.nn.Module, idx: torch.Tensor, targets: torch.
     return kept
 
 
-def main(argv: list[str] | None = None) -> None:
+def cuda_policy_model(arch_name: str, depth: int, vocab_size: int, seq_len: int):
+    """(architecture, shape, precision, model): the trainer's model built on the CPU with the precision an
+    H100 plan gets (bf16, compiled; autocast for late 2025), to inspect what inductor makes of it."""
     from chatplan.arch import get_arch
     from chatplan.precision import decide_precision
 
+    arch = get_arch(arch_name)
+    shape = arch.model_shape(depth, vocab_size=vocab_size, seq_len=seq_len)
+    mode = decide_precision(arch.name, "cuda", fp8_supported=arch.fp8_supported, compute_capability=9.0, compile=True)
+    if arch.name == "nanochat-2025":
+        from chatplan_train.model import build_model
+    else:
+        from chatplan_train.model_2026 import build_model
+    return arch, shape, mode, build_model(shape, "cpu", precision=mode)
+
+
+def main(argv: list[str] | None = None) -> None:
     p = argparse.ArgumentParser(prog="python -m chatplan_train.saved_tensors")
     p.add_argument("--arch", default="nanochat-2025")
     p.add_argument("--depth", type=int, default=2)
@@ -77,15 +90,8 @@ def main(argv: list[str] | None = None) -> None:
     except ValueError:
         p.error(f"--batches must be positive integers separated by commas, and --depth, --seq-len and "
                 f"--vocab-size positive, got --batches {a.batches!r}")
-    arch = get_arch(a.arch)
-    shape = arch.model_shape(a.depth, vocab_size=a.vocab_size, seq_len=a.seq_len)
-    mode = decide_precision(arch.name, "cuda", fp8_supported=arch.fp8_supported, compute_capability=9.0, compile=True)
-    if arch.name == "nanochat-2025":
-        from chatplan_train.model import build_model
-    else:
-        from chatplan_train.model_2026 import build_model
     torch.manual_seed(0)
-    model = build_model(shape, "cpu", precision=mode)
+    arch, shape, mode, model = cuda_policy_model(a.arch, a.depth, a.vocab_size, a.seq_len)
     totals = {}
     for i, b in enumerate(batches):
         idx, targets = (torch.randint(0, a.vocab_size, (b, a.seq_len)) for _ in range(2))

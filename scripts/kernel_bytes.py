@@ -24,19 +24,11 @@ def measure(arch_name: str, depth: int, vocab: int, seq_len: int, batch: int) ->
     import torch._inductor.config as inductor_config
     import torch._inductor.graph as graph
 
-    from chatplan.arch import get_arch
-    from chatplan.precision import decide_precision
+    from chatplan_train.saved_tensors import cuda_policy_model
 
     inductor_config.fx_graph_cache = False
     torch._functorch.config.enable_autograd_cache = False
-    arch = get_arch(arch_name)
-    shape = arch.model_shape(depth, vocab_size=vocab, seq_len=seq_len)
-    mode = decide_precision(arch.name, "cuda", fp8_supported=arch.fp8_supported, compute_capability=9.0, compile=True)
-    if arch.name == "nanochat-2025":
-        from chatplan_train.model import build_model
-    else:
-        from chatplan_train.model_2026 import build_model
-    model = build_model(shape, "cpu", precision=mode)
+    _, _, mode, model = cuda_policy_model(arch_name, depth, vocab, seq_len)
     seen: list[tuple[str, int]] = []
     original = graph.GraphLowering.count_bytes
 
