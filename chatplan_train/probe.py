@@ -8,16 +8,18 @@ into calibration points:
 
 - CUDA: torch.cuda.max_memory_allocated, max_memory_reserved, and the device memory in use as
   nvidia-smi shows it (total - free from cudaMemGetInfo: the context, the cache and every tensor).
-- CPU: the process's peak resident set (VmHWM, reset per batch through /proc/self/clear_refs) and its
-  growth over the resident set before the model was built. RSS counts the interpreter and torch's
-  libraries too, and glibc keeps freed blocks: it is not the planner's allocated figure, and the
-  document says so.
+- CPU: the process's peak resident set over the warm-up steps (VmHWM, reset per batch through
+  /proc/self/clear_refs) and its growth over the resident set before the model was built. Those steps
+  run with glibc's free pages returned and large blocks mapped fresh (_exact_rss), so the figure is what
+  the batch holds, not what earlier batches left in the heap; the timed steps run as usual. RSS counts
+  the interpreter and torch's libraries too: it is not the planner's allocated figure, and the document
+  says so.
 
 Batches run in ascending order; the first that runs out of memory (torch.OutOfMemoryError, caught) ends
 the probe and the largest batch that fit is reported. `CHATPLAN_PROBE_MEMORY_CAP_GIB` caps the memory
 a probe may use (tests, or leaving room on a shared GPU): on CUDA it becomes the allocator's
 per-process memory fraction, so PyTorch itself raises the OOM; on a CPU the RSS growth is checked
-after every step and the same error type is raised.
+after every memory-measuring step and the same error type is raised.
 """
 
 from __future__ import annotations
@@ -75,6 +77,40 @@ def _reset_peak_rss() -> bool:
         return False
 
 
+# glibc keeps what a step freed and, after the first free of a large block, serves blocks up to 32 MiB from
+# its heaps instead of fresh mappings (a dynamic mmap threshold); with several threads it also spreads them
+# over per-thread arenas. A step's RSS peak then depends on which blocks earlier steps left where: two runs
+# of the same batch differed by 0.04 GiB, as much as batch 8 and 16 of the tiny tier differ. So a CPU
+# probe measures memory in its warm-up steps with every block of 64 KiB or more mapped fresh and unmapped
+# on free (RSS = what is live, to +-0.001 GiB over runs), and then sets the threshold to glibc's 32 MiB
+# ceiling, the steady state the dynamic rule reaches, for the timed steps (fresh mappings fault in every
+# page: a step ran 50 % slower that way).
+M_MMAP_THRESHOLD = -3  # malloc.h
+EXACT_MMAP_THRESHOLD = 64 * 1024
+STEADY_MMAP_THRESHOLD = 32 * 2**20  # glibc's DEFAULT_MMAP_THRESHOLD_MAX on 64-bit
+
+
+def _glibc():
+    import ctypes
+
+    try:
+        libc = ctypes.CDLL("libc.so.6")
+        return libc if hasattr(libc, "mallopt") and hasattr(libc, "malloc_trim") else None
+    except OSError:
+        return None  # not glibc (macOS, musl): RSS keeps the allocator's history, as said in the document
+
+
+def _exact_rss(on: bool) -> bool:
+    """on: return free heap pages to the OS and map large blocks fresh; off: the steady-state threshold."""
+    libc = _glibc()
+    if libc is None:
+        return False
+    if on:
+        gc.collect()
+        libc.malloc_trim(0)
+    return bool(libc.mallopt(M_MMAP_THRESHOLD, EXACT_MMAP_THRESHOLD if on else STEADY_MMAP_THRESHOLD))
+
+
 def _cap_gib() -> float | None:
     raw = os.environ.get(CAP_ENV)
     if not raw:
@@ -107,9 +143,13 @@ def probe_batch(cfg, device: torch.device, batch: int, warmup: int, steps: int, 
     if cuda:
         torch.cuda.empty_cache()
         torch.cuda.reset_peak_memory_stats(device)
-    # RSS growth is counted from the process before its first model (glibc keeps what an earlier batch freed)
+    # RSS growth is counted from the process before its first model; on a CPU the memory is that of the
+    # warm-up steps, run with the allocator's history taken out (_exact_rss), or of all steps without warm-up
+    exact = not cuda and warmup > 0 and _exact_rss(True)
     _reset_peak_rss()
     rss_before = _status_gib("VmRSS") if rss_before is None else rss_before
+    memory_steps = warmup if warmup > 0 else warmup + steps
+    peak_rss: float | None = None
     cfg = replace(cfg, device_batch_size=batch, grad_accum_steps=1)
     recipe = recipe_for(cfg.doc.arch.name)
     model = opt = None
@@ -130,14 +170,19 @@ def probe_batch(cfg, device: torch.device, batch: int, warmup: int, steps: int, 
             dt = time.perf_counter() - t0
             if step >= warmup:
                 times.append(dt)
-            if not cuda and cap_gib is not None and rss_before is not None:
-                growth = (_status_gib("VmHWM") or 0.0) - rss_before
-                if growth > cap_gib:
+            if not cuda and step < memory_steps:
+                peak_rss = _status_gib("VmHWM")
+                growth = None if peak_rss is None or rss_before is None else peak_rss - rss_before
+                if cap_gib is not None and growth is not None and growth > cap_gib:
                     raise torch.OutOfMemoryError(f"CPU probe: RSS grew {growth:.3f} GiB, over the "
                                                  f"{cap_gib:g} GiB cap ({CAP_ENV})")
+                if exact and step == memory_steps - 1:
+                    _exact_rss(False)  # the timed steps run with the steady-state threshold
             say(f"probe: batch {batch}: step {step + 1}/{total} {dt * 1000:,.0f} ms"
                 + (" (warm-up)" if step < warmup else ""))
     except torch.OutOfMemoryError as e:
+        if exact:
+            _exact_rss(False)
         first = str(e).strip().splitlines()[0] if str(e).strip() else "out of memory"
         say(f"probe: batch {batch}: out of memory: {first[:200]}")
         del model, opt
@@ -154,9 +199,8 @@ def probe_batch(cfg, device: torch.device, batch: int, warmup: int, steps: int, 
                             max_reserved_gib=torch.cuda.max_memory_reserved(device) / GIB,
                             device_used_gib=(total_mem - free) / GIB)
     else:
-        peak = _status_gib("VmHWM")
-        result = ProbeBatch(batch, True, len(times), median, tokens / median, peak_rss_gib=peak,
-                            rss_growth_gib=None if peak is None or rss_before is None else peak - rss_before)
+        result = ProbeBatch(batch, True, len(times), median, tokens / median, peak_rss_gib=peak_rss,
+                            rss_growth_gib=None if peak_rss is None or rss_before is None else peak_rss - rss_before)
     del model, opt
     return result
 
@@ -206,8 +250,9 @@ def run_probe(plan_path: str, batches: list[int], warmup: int, steps: int, say=p
             "peak_share": 1.0 if device.type == "cuda" else min(1.0, threads / usable_cpus()),
             "memory_measure": ("torch.cuda max_memory_allocated / max_memory_reserved, cudaMemGetInfo used"
                                if device.type == "cuda" else
-                               "process RSS (VmHWM): includes the interpreter and libraries; not the "
-                               "planner's allocated figure"),
+                               "process RSS (VmHWM) over the warm-up steps, glibc's free pages returned "
+                               "and large blocks mapped fresh: includes the interpreter and libraries; not "
+                               "the planner's allocated figure"),
             "batches": [asdict(r) for r in results]}
 
 
