@@ -1,7 +1,7 @@
 """What inductor keeps for backward: the tensors its min-cut partitioner saves in one compiled forward.
 
     python -m chatplan_train.saved_tensors [--arch nanochat-2025] [--depth 2] [--vocab-size 2048]
-        [--seq-len 64] [--batches 2,4] [--list]
+        [--seq-len 64] [--batches 2,4] [--fp8] [--list]
 
 Builds the trainer's model with the CUDA precision policy (bf16; autocast for late 2025), compiles it on
 this machine's CPU and stops at the partition: the backward graph's inputs that are not incoming
@@ -58,15 +58,17 @@ def kept_for_backward(model: torch.nn.Module, idx: torch.Tensor, targets: torch.
     return kept
 
 
-def cuda_policy_model(arch_name: str, depth: int, vocab_size: int, seq_len: int):
+def cuda_policy_model(arch_name: str, depth: int, vocab_size: int, seq_len: int, fp8: bool = False):
     """(architecture, shape, precision, model): the trainer's model built on the CPU with the precision an
-    H100 plan gets (bf16, compiled; autocast for late 2025), to inspect what inductor makes of it."""
+    H100 plan gets (bf16, compiled; autocast for late 2025; fp8 linears through torchao if asked), to
+    inspect what inductor makes of it."""
     from chatplan.arch import get_arch
     from chatplan.precision import decide_precision
 
     arch = get_arch(arch_name)
     shape = arch.model_shape(depth, vocab_size=vocab_size, seq_len=seq_len)
-    mode = decide_precision(arch.name, "cuda", fp8_supported=arch.fp8_supported, compute_capability=9.0, compile=True)
+    mode = decide_precision(arch.name, "cuda", fp8_supported=arch.fp8_supported, compute_capability=9.0, compile=True,
+                            fp8=fp8)
     if arch.name == "nanochat-2025":
         from chatplan_train.model import build_model
     else:
@@ -81,6 +83,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--vocab-size", type=int, default=2048)
     p.add_argument("--seq-len", type=int, default=64)
     p.add_argument("--batches", default="2,4")
+    p.add_argument("--fp8", action="store_true", help="fp8 linears (nanochat-2026), as --fp8 trains them")
     p.add_argument("--list", action="store_true", help="print every kept tensor of the first batch")
     a = p.parse_args(argv)
     try:
@@ -91,7 +94,7 @@ def main(argv: list[str] | None = None) -> None:
         p.error(f"--batches must be positive integers separated by commas, and --depth, --seq-len and "
                 f"--vocab-size positive, got --batches {a.batches!r}")
     torch.manual_seed(0)
-    arch, shape, mode, model = cuda_policy_model(a.arch, a.depth, a.vocab_size, a.seq_len)
+    arch, shape, mode, model = cuda_policy_model(a.arch, a.depth, a.vocab_size, a.seq_len, fp8=a.fp8)
     totals = {}
     for i, b in enumerate(batches):
         idx, targets = (torch.randint(0, a.vocab_size, (b, a.seq_len)) for _ in range(2))

@@ -158,3 +158,30 @@ def test_saved_tensors_cli_prints_the_kept_bytes_and_the_planners_terms(capsys):
     with pytest.raises(SystemExit) as bad:
         main(["--batches", "2,x"])
     assert bad.value.code == 2 and "--batches" in capsys.readouterr().err
+
+
+@pytest.mark.slow
+def test_compiled_fp8_keeps_no_bf16_copy_of_what_only_fp8_linears_read():
+    """2026 at d4 under the CUDA policy, compiled on the CPU up to inductor's partition, bf16 and --fp8
+    (torchao's tensorwise Float8Linear): per token, fp8 keeps exactly 2 bytes x fp8_input_width fewer per
+    layer (the attention and MLP norm outputs and relu^2, 6d, which only fp8 linears read). The planner
+    takes off 1 byte per element of the same tensors, the fp8 copy being kept on CUDA
+    (nanochat_2026_terms.fp8_input_width: SPEC-2026 §9's d26 measurement). Fails if the term goes, if it
+    names other tensors, or if the trainer's fp8 stops converting the block's linears."""
+    from chatplan.arch.nanochat_2026_terms import activation_bytes_per_token as act_2026
+    from chatplan.arch.nanochat_2026_terms import fp8_input_width
+    from chatplan_train.saved_tensors import cuda_policy_model
+
+    vocab, seq_len, depth = 2048, 64, 4
+    slope, modes = {}, {}
+    for fp8 in (False, True):
+        _, shape, modes[fp8], model = cuda_policy_model("nanochat-2026", depth, vocab, seq_len, fp8=fp8)
+        kept = {}
+        for batch in (2, 4):
+            idx, targets = (torch.randint(0, vocab, (batch, seq_len)) for _ in range(2))
+            kept[batch] = sum(t[-1] for t in kept_for_backward(model, idx, targets, autocast=False))
+        slope[fp8] = (kept[4] - kept[2]) / (2 * seq_len)
+    width = fp8_input_width(shape, modes[True])
+    assert width == 6 * shape.n_embd and fp8_input_width(shape, modes[False]) == 0
+    assert slope[False] - slope[True] == pytest.approx(2 * width * depth, rel=0.002), slope
+    assert act_2026(shape, modes[False]) - act_2026(shape, modes[True]) == (2 - 1) * width * depth

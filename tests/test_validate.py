@@ -155,8 +155,11 @@ def test_held_out_runs_are_scored_and_pin_the_two_byte_loss_path():
     path dominates are what set it at 2 bytes per logit; at the old 4 (late 2025) or 10 (2026) bytes H1
     (8xH100 d8, batch 32) was +39 % and H4 (one A100, 2026 d2) +282 %. The late-2025 rows and the 2026 bf16 rows
     the loss path and activations dominate (d2, d16 x2) must stay within 10 % (H9, a 3090 at batch 1, peaks in
-    the optimizer step and is -23 %, unexplained); the d24 fp8 rows are expected high (nanochat's fp8 module
-    saves 1-byte copies of the linears' inputs where torchao saves bf16 ones)."""
+    the optimizer step and is -23 %, unexplained). So must the fp8 d18/d24 rows on 1, 4 and 8 GPUs: they pin
+    the compiled fp8 block keeping 1-byte copies of the fp8 linears' inputs (with their bf16 copies kept,
+    the model before this rule, they were +14 % to +20 %; with nothing kept, the CPU partition's bound,
+    -5 % to -12 %). H5 (d12, full windows, H100 NVL) and H16 (8xH200 d26, a modified fork) are ~-24 %,
+    unexplained."""
     from chatplan.validate import heldout
 
     checks = heldout()
@@ -166,5 +169,5 @@ def test_held_out_runs_are_scored_and_pin_the_two_byte_loss_path():
     assert {"H1", "H2", "H3", "H4", "H6", "H7"} <= set(mem)
     for rid in ("H1", "H2", "H3", "H4", "H6", "H7"):
         assert not rows[rid]["inputs"].get("fp8") and abs(mem[rid].relative_error) < 0.10, (rid, mem[rid])
-    for rid in ("H10", "H11", "H12", "H13", "H14", "H15"):  # d24 fp8 on 1, 4 and 8 GPUs
-        assert rows[rid]["inputs"]["fp8"] and mem[rid].relative_error > 0, (rid, mem[rid])  # torchao: bf16 inputs
+    for rid in ("H8", "H10", "H11", "H12", "H13", "H14", "H15"):  # fp8 d18, d24 on 1, 4 and 8 GPUs
+        assert rows[rid]["inputs"]["fp8"] and -0.04 < mem[rid].relative_error < 0.08, (rid, mem[rid])

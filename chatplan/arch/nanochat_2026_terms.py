@@ -10,9 +10,10 @@ What is derived and what is fitted, and from which evidence:
   derived from the source: one constant, INDUCTOR_EXTRA_BYTES_PER_LAYER_WIDTH, is fitted to FIELD N2
   (d24 bf16, batch 16 x 4 on 8xH100, 62,386.67 MiB allocated). N3 (batch 32 at d24 does not fit) and N4
   (the scripts' batch per depth fits) then check it.
-- fp8 (§9): what autograd saves changes (1-byte inputs and weight copies for the 6L+1 fp8 linears);
-  the matmuls run faster by FP8_MATMUL_TIME_FACTOR, fitted to §9's d26 measurement (630K -> 740K tok/s,
-  +17 %), never to FIELD N1, which checks it.
+- fp8 (§9), through torchao in the trainer: no bf16 weight copies for the 6L+1 fp8 linears, and compiled,
+  the linears' inputs kept as 1-byte fp8 copies (fp8_input_width: the tensors read off inductor's
+  partition, the byte off §9's d26 measurement); the matmuls run faster by FP8_MATMUL_TIME_FACTOR,
+  fitted to §9's d26 measurement (630K -> 740K tok/s, +17 %), never to FIELD N1, which checks it.
 - Attention (§8): FA3 on Hopper skips what the window masks; elsewhere nanochat falls back to SDPA,
   which needs a dense T x T mask for sliding windows and computes every score.
 """
@@ -27,6 +28,7 @@ from chatplan.arch.nanochat_2025 import newton_schulz_flops as polar_express_flo
 from chatplan.precision import Precision
 
 ADAMW_SCATTER_MIN_NUMEL = 1_024  # smaller AdamW tensors are all-reduced and their state replicated (§10)
+FP8_BYTES = 1  # e4m3: the saved fp8 copy of an input
 FP8_MIN_DIM = 128  # a Linear is converted when both dims are multiples of 16 and the smaller is >= 128 (§9)
 
 # --- fitted constants ---------------------------------------------------------------------------------
@@ -150,8 +152,9 @@ def activation_bytes_per_token(shape: ModelShape, precision: Precision) -> float
     plus what inductor keeps beyond these (fitted, see INDUCTOR_EXTRA_BYTES_PER_LAYER_WIDTH) when compiled.
     Eager (the CPU path): rotary and QK-norm inputs and relu^2 are saved too, and SDPA with a mask keeps
     the fp32 attention probabilities (H x T per token).
-    fp8 (torchao): the converted linears save the same bf16 inputs; only the weight copies go (see
-    weight_copy_bytes).
+    fp8 (torchao): eager, the converted linears save the same bf16 inputs; only the weight copies go (see
+    weight_copy_bytes). Compiled, the fp8 cast sits in the graph and the linears' inputs are kept as
+    1-byte fp8 copies: see fp8_input_width.
     Model level: the embedding output, x0, the smear input, the backout cache, the final norm's input
     and output, token ids and targets.
     """
@@ -168,11 +171,42 @@ def activation_bytes_per_token(shape: ModelShape, precision: Precision) -> float
         # SDPA with a boolean window mask keeps out + logsumexp like the flash path, no T x T probabilities
         # (measured with saved-tensor hooks: tests/test_memory_vs_trainer.py)
         per_layer = a * wide + stats
-    # fp8 (torchao's tensorwise Float8Linear, which the trainer uses): each converted linear saves its
-    # bf16 input, exactly as without fp8, and casts it again in backward; no per-token saving (nanochat's
-    # own fp8 module saves 1-byte copies instead: ~5 bytes·d less per layer, which chatplan does not get)
     model_level = a * 6 * d + 8 * 2
-    return L * per_layer + model_level
+    # compiled fp8: the converted linears' inputs kept as their 1-byte fp8 copies (fp8_input_width)
+    return L * (per_layer - (a - FP8_BYTES) * fp8_input_width(shape, precision)) + model_level
+
+
+def fp8_input_width(shape: ModelShape, precision: Precision) -> int:
+    """Elements per token per layer whose saved bf16 copy a compiled fp8 block replaces with a 1-byte one.
+
+    With torchao's tensorwise Float8Linear under torch.compile, a converted linear's cast to fp8 (and its
+    per-tensor scale) is part of the graph, and backward needs that fp8 input again for the weight
+    gradient. So an input whose every consumer is an fp8 linear no longer has to be kept in bf16: the
+    attention norm's output (c_q, c_k, c_v), the MLP norm's output (c_fc) and relu^2 (the MLP's c_proj),
+    6d per layer. The attention output (c_proj's input) stays: the attention backward keeps it.
+    What is kept instead, and the evidence:
+    - inductor's partition of the trainer's model, compiled on this CPU (chatplan_train.saved_tensors
+      --fp8), keeps neither copy of exactly these tensors (it recomputes norm -> cast from the residual
+      and rstd, relu^2 -> cast from the c_fc output): 2 bytes x 6d = 12.0 bytes x d per layer fewer than
+      bf16 at d4 (tests/test_memory_vs_trainer.py). That is the upper bound of the saving;
+    - on CUDA the measured saving is half that, what keeping the 1-byte fp8 copies gives (2 - 1 bytes
+      x 6d = 6 bytes x d per layer, as nanochat's own fp8 module saves by design, SPEC-2026 §9): §9's
+      "~9 GB lower at d26" (torchao-era nanochat, batch 16: ~5-6 bytes x d per layer once the weight
+      copies are taken off), and nanochat's fp8 d24 runs against N2 in bf16 at the same batch (held-out
+      H13: ~6.4 bytes x d per layer beyond the weight copies).
+    The planner uses the CUDA figure: the fp8 copy kept (1 byte per element). What the CUDA graph keeps
+    on top (INDUCTOR_EXTRA_BYTES_PER_LAYER_WIDTH) is assumed to be the same in fp8 as in bf16."""
+    if not (precision.fp8 and precision.compile):
+        return 0
+    d, k = shape.n_embd, shape.kv_dim
+
+    def fp8(out_features: int, in_features: int) -> bool:
+        return is_fp8_linear("transformer.h.0.linear.weight", (out_features, in_features))
+
+    attention_input = d if fp8(d, d) and fp8(k, d) else 0  # c_q, and c_k / c_v (k = kv width)
+    mlp_input = d if fp8(4 * d, d) else 0
+    relu2 = 4 * d if fp8(d, 4 * d) else 0
+    return attention_input + mlp_input + relu2
 
 
 def loss_bytes_per_token(shape: ModelShape, precision: Precision) -> float:
