@@ -25,6 +25,7 @@ after every memory-measuring step and the same error type is raised.
 from __future__ import annotations
 
 import argparse
+import functools
 import gc
 import json
 import os
@@ -90,6 +91,7 @@ EXACT_MMAP_THRESHOLD = 64 * 1024
 STEADY_MMAP_THRESHOLD = 32 * 2**20  # glibc's DEFAULT_MMAP_THRESHOLD_MAX on 64-bit
 
 
+@functools.cache
 def _glibc():
     import ctypes
 
@@ -148,7 +150,7 @@ def probe_batch(cfg, device: torch.device, batch: int, warmup: int, steps: int, 
     exact = not cuda and warmup > 0 and _exact_rss(True)
     _reset_peak_rss()
     rss_before = _status_gib("VmRSS") if rss_before is None else rss_before
-    memory_steps = warmup if warmup > 0 else warmup + steps
+    memory_steps = warmup or steps
     peak_rss: float | None = None
     cfg = replace(cfg, device_batch_size=batch, grad_accum_steps=1)
     recipe = recipe_for(cfg.doc.arch.name)

@@ -179,7 +179,8 @@ def test_compiled_fp8_keeps_no_bf16_copy_of_what_only_fp8_linears_read():
         kept = {}
         for batch in (2, 4):
             idx, targets = (torch.randint(0, vocab, (batch, seq_len)) for _ in range(2))
-            kept[batch] = sum(t[-1] for t in kept_for_backward(model, idx, targets, autocast=False))
+            kept[batch] = sum(t[-1] for t in kept_for_backward(model, idx, targets,
+                                                             autocast=modes[fp8].autocast))
         slope[fp8] = (kept[4] - kept[2]) / (2 * seq_len)
     width = fp8_input_width(shape, modes[True])
     assert width == 6 * shape.n_embd and fp8_input_width(shape, modes[False]) == 0

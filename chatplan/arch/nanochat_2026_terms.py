@@ -59,11 +59,14 @@ FP8_CAST_BYTES_PER_LAYER_WIDTH = 18 * 3
 SDPA_MASKED_EFFICIENCY = 0.25
 
 
-def is_fp8_linear(name: str, dims: tuple[int, ...]) -> bool:
+def fp8_dims(dims: tuple[int, ...]) -> bool:
     """nanochat/fp8.py converts Linear weights whose dims are multiples of 16 with min >= 128 (§9)."""
-    if len(dims) != 2 or not (name.startswith("transformer.h.") or name == "lm_head.weight"):
-        return False
-    return all(x % 16 == 0 for x in dims) and min(dims) >= FP8_MIN_DIM
+    return len(dims) == 2 and all(x % 16 == 0 for x in dims) and min(dims) >= FP8_MIN_DIM
+
+
+def is_fp8_linear(name: str, dims: tuple[int, ...]) -> bool:
+    """A block matrix or lm_head with fp8 dims (the gates and embeddings stay bf16)."""
+    return (name.startswith("transformer.h.") or name == "lm_head.weight") and fp8_dims(dims)
 
 
 def _numel(dims: tuple[int, ...]) -> int:
@@ -199,13 +202,9 @@ def fp8_input_width(shape: ModelShape, precision: Precision) -> int:
     if not (precision.fp8 and precision.compile):
         return 0
     d, k = shape.n_embd, shape.kv_dim
-
-    def fp8(out_features: int, in_features: int) -> bool:
-        return is_fp8_linear("transformer.h.0.linear.weight", (out_features, in_features))
-
-    attention_input = d if fp8(d, d) and fp8(k, d) else 0  # c_q, and c_k / c_v (k = kv width)
-    mlp_input = d if fp8(4 * d, d) else 0
-    relu2 = 4 * d if fp8(d, 4 * d) else 0
+    attention_input = d if fp8_dims((d, d)) and fp8_dims((k, d)) else 0  # c_q, and c_k / c_v (k = kv width)
+    mlp_input = d if fp8_dims((4 * d, d)) else 0
+    relu2 = 4 * d if fp8_dims((d, 4 * d)) else 0
     return attention_input + mlp_input + relu2
 
 
