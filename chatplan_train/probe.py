@@ -85,7 +85,9 @@ def _reset_peak_rss() -> bool:
 # probe measures memory in its warm-up steps with every block of 64 KiB or more mapped fresh and unmapped
 # on free (RSS = what is live, to +-0.001 GiB over runs), and then sets the threshold to glibc's 32 MiB
 # ceiling, the steady state the dynamic rule reaches, for the timed steps (fresh mappings fault in every
-# page: a step ran 50 % slower that way).
+# page: a step ran 50 % slower that way). The trim returns free pages but keeps the free chunks: a later
+# block carved from one of them faults its pages back in and keeps them when freed, so the figure is exact
+# for what the steps allocate beyond the heap the process had (tests/test_probe.py pins each part).
 M_MMAP_THRESHOLD = -3  # malloc.h
 EXACT_MMAP_THRESHOLD = 64 * 1024
 STEADY_MMAP_THRESHOLD = 32 * 2**20  # glibc's DEFAULT_MMAP_THRESHOLD_MAX on 64-bit

@@ -71,6 +71,44 @@ def test_a_probe_that_runs_out_of_memory_reports_the_largest_batch_that_fit(tiny
     assert bad.returncode == 2 and bad.stderr.count("\n") == 1 and "CHATPLAN_PROBE_MEMORY_CAP_GIB" in bad.stderr
 
 
+_EXACT_RSS_SCRIPT = """
+import gc, json, torch
+from chatplan_train.probe import _exact_rss, _glibc, _status_gib
+if _glibc() is None:
+    print(json.dumps(None)); raise SystemExit
+def rss(): return _status_gib("VmRSS") * 1024
+def churn():  # 150 one-MiB blocks, every page written, all freed but the last (it pins the heap's top)
+    blocks = [torch.ones(2**20, dtype=torch.uint8) for _ in range(150)]
+    keep = blocks[-1]; del blocks; gc.collect(); return keep
+del_me = torch.ones(8 * 2**20, dtype=torch.uint8); del del_me  # a large free raises glibc's mmap threshold
+base, out, kept = rss(), {}, []
+out["on"] = _exact_rss(True); kept.append(churn()); out["exact churn"] = rss() - base
+out["off"] = _exact_rss(False); kept.append(churn()); out["steady churn"] = rss() - base
+_exact_rss(True); out["trimmed"] = rss() - base
+print(json.dumps(out))
+"""
+
+
+def test_exact_rss_makes_rss_what_is_live_and_off_restores_the_heap(tmp_path):
+    """The probe's CPU memory figure rests on _exact_rss: with it on, blocks of 1 MiB are mapped fresh and
+    unmapped on free (150 MiB freed leaves no RSS), and switching it on returns the free heap pages; off,
+    the same churn stays resident in glibc's heap (the steady state the timed steps run in). Run in its
+    own process: mallopt is process-wide. A no-op _exact_rss fails the first figure, a missing trim the
+    last, an `off` that does not restore the threshold the middle one."""
+    import subprocess
+    import sys
+
+    r = subprocess.run([sys.executable, "-c", _EXACT_RSS_SCRIPT], capture_output=True, text=True, timeout=120)
+    assert r.returncode == 0, r.stderr[-2000:]
+    out = json.loads(r.stdout)
+    if out is None:
+        pytest.skip("not glibc: the probe's RSS keeps the allocator's history there, as documented")
+    assert out["on"] and out["off"]
+    assert out["exact churn"] < 5  # MiB: one live block kept
+    assert out["steady churn"] > 120  # the 149 freed blocks stay in the heap
+    assert out["trimmed"] < 8  # trim gives them back; two live blocks kept
+
+
 def _point(depth: int, batch: int, **kw) -> CalibrationPoint:
     base = dict(gpu="H100-SXM", device_type="cuda", world_size=1, depth=depth, device_batch_size=batch, seq_len=2048,
                 vocab_size=65_536, arch="nanochat-2025", source="probe", grad_accum_steps=1, chatplan_version="x",
